@@ -1,0 +1,510 @@
+//! Operator scopes, their implications, and what each method requires.
+//!
+//! Mirrors `src/gateway/method-scopes.ts` and `src/shared/session-method-scopes-base.ts` of
+//! openclaw 2026.9.6: a static table ([`crate::method_table`], generated) plus the dynamic rules
+//! that look at params. A method the table does not know needs admin: fail closed.
+
+use std::fmt;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// An operator scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// `operator.read`
+    Read,
+    /// `operator.write` (implies read and talk)
+    Write,
+    /// `operator.admin` (implies everything)
+    Admin,
+    /// `operator.approvals`
+    Approvals,
+    /// `operator.questions`
+    Questions,
+    /// `operator.pairing`
+    Pairing,
+    /// `operator.talk`
+    Talk,
+    /// `operator.talk.secrets`
+    TalkSecrets,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 8] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Admin,
+        Scope::Approvals,
+        Scope::Questions,
+        Scope::Pairing,
+        Scope::Talk,
+        Scope::TalkSecrets,
+    ];
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "operator.read",
+            Scope::Write => "operator.write",
+            Scope::Admin => "operator.admin",
+            Scope::Approvals => "operator.approvals",
+            Scope::Questions => "operator.questions",
+            Scope::Pairing => "operator.pairing",
+            Scope::Talk => "operator.talk",
+            Scope::TalkSecrets => "operator.talk.secrets",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else (dropped, never granted).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of scopes (a bit set: copying and checking it costs nothing on the hot path).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ScopeSet(u8);
+
+impl ScopeSet {
+    /// No scopes.
+    pub const EMPTY: ScopeSet = ScopeSet(0);
+
+    /// Parses wire names, dropping unknown ones.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        names.into_iter().filter_map(Scope::parse).collect()
+    }
+
+    /// Adds a scope.
+    pub fn insert(&mut self, scope: Scope) {
+        self.0 |= scope.bit();
+    }
+
+    /// Literally present (no implication).
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// True when this set satisfies `required`: admin satisfies everything; write satisfies read
+    /// and talk (`docs/gateway/operator-scopes.md`).
+    pub fn satisfies(self, required: Scope) -> bool {
+        self.contains(Scope::Admin)
+            || self.contains(required)
+            || (matches!(required, Scope::Read | Scope::Talk) && self.contains(Scope::Write))
+    }
+
+    /// The scopes present in both.
+    pub fn intersection(self, other: ScopeSet) -> ScopeSet {
+        ScopeSet(self.0 & other.0)
+    }
+
+    /// Each scope of `self` that `grant` satisfies (how a request is clamped to a grant).
+    pub fn clamp_to(self, grant: ScopeSet) -> ScopeSet {
+        self.iter().filter(|s| grant.satisfies(*s)).collect()
+    }
+
+    /// True when every scope of `self` is satisfied by `other`.
+    pub fn is_satisfied_by(self, other: ScopeSet) -> bool {
+        self.iter().all(|s| other.satisfies(s))
+    }
+
+    /// True when empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes, in [`Scope::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL.into_iter().filter(move |s| self.contains(*s))
+    }
+
+    /// Wire names, in [`Scope::ALL`] order.
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Scope::as_str).collect()
+    }
+}
+
+impl FromIterator<Scope> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        let mut set = ScopeSet::EMPTY;
+        for s in iter {
+            set.insert(s);
+        }
+        set
+    }
+}
+
+impl fmt::Debug for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(Scope::as_str))
+            .finish()
+    }
+}
+
+/// A method's entry in the gateway's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodPolicy {
+    /// Needs read.
+    Read,
+    /// Needs write.
+    Write,
+    /// Needs admin.
+    Admin,
+    /// Needs talk.
+    Talk,
+    /// Needs pairing.
+    Pairing,
+    /// Needs approvals.
+    Approvals,
+    /// Depends on params.
+    Dynamic,
+    /// For node-role clients; operators are refused.
+    NodeRole,
+}
+
+/// What a call requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// An operator holding all of these scopes.
+    Scopes(&'static [Scope]),
+    /// A node-role client; an operator can never call it.
+    NodeRole,
+}
+
+impl Requirement {
+    /// Checks a grant; on refusal returns the first missing scope (`None` for node-role methods).
+    ///
+    /// # Errors
+    /// The scope that is missing, as the gateway reports it in `details.missingScope`.
+    pub fn check(self, granted: ScopeSet) -> Result<(), Option<Scope>> {
+        match self {
+            Requirement::NodeRole => Err(None),
+            Requirement::Scopes(required) => {
+                match required.iter().find(|s| !granted.satisfies(**s)) {
+                    Some(missing) => Err(Some(*missing)),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+const READ: &[Scope] = &[Scope::Read];
+const WRITE: &[Scope] = &[Scope::Write];
+const ADMIN: &[Scope] = &[Scope::Admin];
+const TALK: &[Scope] = &[Scope::Talk];
+const PAIRING: &[Scope] = &[Scope::Pairing];
+const APPROVALS: &[Scope] = &[Scope::Approvals];
+const READ_TALK_SECRETS: &[Scope] = &[Scope::Read, Scope::TalkSecrets];
+const PAIRING_ADMIN: &[Scope] = &[Scope::Pairing, Scope::Admin];
+
+/// What calling `method` with `params` requires. Params are parsed only for the few methods
+/// whose requirement depends on them.
+pub fn requirement(method: &str, params: Option<&RawValue>) -> Requirement {
+    let scopes = match crate::method_table::core_method_policy(method) {
+        None => ADMIN,
+        Some(MethodPolicy::Read) => READ,
+        Some(MethodPolicy::Write) => WRITE,
+        Some(MethodPolicy::Admin) => ADMIN,
+        Some(MethodPolicy::Talk) => TALK,
+        Some(MethodPolicy::Pairing) => PAIRING,
+        Some(MethodPolicy::Approvals) => APPROVALS,
+        Some(MethodPolicy::NodeRole) => return Requirement::NodeRole,
+        Some(MethodPolicy::Dynamic) => {
+            let params: Option<Map<String, Value>> = params
+                .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                .and_then(|v| match v {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                });
+            dynamic_requirement(method, params.as_ref())
+        }
+    };
+    Requirement::Scopes(scopes)
+}
+
+const PATCH_MUTATIONS: &[&str] = &[
+    "label",
+    "autoLabel",
+    "icon",
+    "color",
+    "category",
+    "boardFace",
+    "boardPresentation",
+    "pinned",
+    "archived",
+    "unread",
+    "model",
+    "agentRuntime",
+    "thinkingLevel",
+    "fastMode",
+    "permissionMode",
+];
+const PATCH_ENVELOPE: &[&str] = &[
+    "key",
+    "agentId",
+    "expectedSessionId",
+    "expectedLifecycleRevision",
+    "expectedPermissionMode",
+    "expectedMarkedUnreadAt",
+];
+const DELETE_WRITE_FIELDS: &[&str] = &[
+    "key",
+    "agentId",
+    "deleteTranscript",
+    "expectedSessionId",
+    "archivedOnly",
+];
+
+fn dynamic_requirement(method: &str, params: Option<&Map<String, Value>>) -> &'static [Scope] {
+    let str_field = |name: &str| params.and_then(|p| p.get(name)).and_then(Value::as_str);
+    let is_true = |name: &str| params.and_then(|p| p.get(name)) == Some(&Value::Bool(true));
+    let has = |name: &str| params.is_some_and(|p| p.contains_key(name));
+    let full_permission =
+        |p: &Map<String, Value>| p.get("permissionMode").and_then(Value::as_str) == Some("full");
+    match method {
+        "agent" => {
+            if str_field("message").is_some_and(is_reset_command) {
+                ADMIN
+            } else {
+                WRITE
+            }
+        }
+        "talk.config" if is_true("includeSecrets") => READ_TALK_SECRETS,
+        "talk.config" => READ,
+        "environments.list" if str_field("runtimeId").is_some_and(|r| !r.is_empty()) => WRITE,
+        "environments.list" => READ,
+        "channels.pairing.approve" if is_true("bootstrapCommandOwner") => PAIRING_ADMIN,
+        "channels.pairing.approve" => PAIRING,
+        "fs.listDir" if has("nodeId") => ADMIN,
+        "sessions.patch" => match params {
+            None => WRITE,
+            Some(p) if full_permission(p) || p.contains_key("sandboxMode") => ADMIN,
+            Some(p)
+                if p.keys().all(|k| {
+                    PATCH_ENVELOPE.contains(&k.as_str()) || PATCH_MUTATIONS.contains(&k.as_str())
+                }) =>
+            {
+                WRITE
+            }
+            Some(_) => ADMIN,
+        },
+        "sessions.patchMany" => match params
+            .and_then(|p| p.get("patch"))
+            .and_then(Value::as_object)
+        {
+            None => WRITE,
+            Some(p) if full_permission(p) || p.contains_key("sandboxMode") => ADMIN,
+            Some(p) if p.keys().all(|k| PATCH_MUTATIONS.contains(&k.as_str())) => WRITE,
+            Some(_) => ADMIN,
+        },
+        "sessions.create" => {
+            let incognito = |f| str_field(f).is_some_and(is_incognito_key);
+            if is_true("incognito")
+                || incognito("key")
+                || incognito("parentSessionKey")
+                || has("execNode")
+                || has("toolOverrides")
+                || params.is_some_and(full_permission)
+            {
+                ADMIN
+            } else {
+                WRITE
+            }
+        }
+        "sessions.delete" => match params {
+            Some(p)
+                if is_true("archivedOnly")
+                    && p.keys().all(|k| DELETE_WRITE_FIELDS.contains(&k.as_str())) =>
+            {
+                WRITE
+            }
+            _ => ADMIN,
+        },
+        // The gateway validates these params deeply and may grant write; we cannot, so an
+        // operator without admin is refused here rather than trusted (fail closed).
+        "sessions.dispatch" if has("deviceId") || is_true("autoDevice") => WRITE,
+        "sessions.dispatch" => ADMIN,
+        "sessions.move" => {
+            let to_profile = params
+                .and_then(|p| p.get("target"))
+                .and_then(|t| t.get("kind"))
+                .and_then(Value::as_str)
+                == Some("profile");
+            if to_profile { ADMIN } else { WRITE }
+        }
+        // node.invoke: which commands are admin-only lives in the gateway's node registry.
+        "node.invoke" => ADMIN,
+        _ => WRITE,
+    }
+}
+
+/// `agent` with `/new` or `/reset` (`AGENT_SESSION_RESET_COMMAND_RE`: `^/(new|reset)(\s+…)?$`, i).
+fn is_reset_command(message: &str) -> bool {
+    let Some(rest) = message.strip_prefix('/') else {
+        return false;
+    };
+    ["new", "reset"].into_iter().any(|cmd| {
+        rest.get(..cmd.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(cmd))
+            && rest[cmd.len()..]
+                .chars()
+                .next()
+                .is_none_or(char::is_whitespace)
+    })
+}
+
+/// `agent:<id>:(dashboard|subagent|internal-session-effects):incognito-<x>` with no further `:`.
+fn is_incognito_key(key: &str) -> bool {
+    let key = key.trim().to_lowercase();
+    let mut parts = key.splitn(4, ':');
+    let (Some("agent"), Some(id), Some(kind), Some(tail)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    !id.is_empty()
+        && matches!(kind, "dashboard" | "subagent" | "internal-session-effects")
+        && tail
+            .strip_prefix("incognito-")
+            .is_some_and(|t| !t.is_empty() && !t.contains(':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, params: &str) -> Requirement {
+        let raw = RawValue::from_string(params.to_string()).unwrap();
+        requirement(method, Some(&raw))
+    }
+
+    const RW: ScopeSet = ScopeSet(0b11);
+
+    #[test]
+    fn implications() {
+        let write = ScopeSet::from_iter([Scope::Write]);
+        assert!(write.satisfies(Scope::Read) && write.satisfies(Scope::Talk));
+        assert!(!write.satisfies(Scope::Admin) && !write.satisfies(Scope::Pairing));
+        let admin = ScopeSet::from_iter([Scope::Admin]);
+        assert!(Scope::ALL.iter().all(|s| admin.satisfies(*s)));
+        let asked = ScopeSet::from_names(["operator.admin", "operator.read", "operator.bogus"]);
+        assert_eq!(asked.clamp_to(write), ScopeSet::from_iter([Scope::Read]));
+        assert_eq!(format!("{RW:?}"), r#"{"operator.read", "operator.write"}"#);
+    }
+
+    #[test]
+    fn static_table_matches_the_reference_table() {
+        for (method, scope) in [
+            ("health", Scope::Read),
+            ("agents.list", Scope::Read),
+            ("chat.history", Scope::Read),
+            ("sessions.describe", Scope::Read),
+            ("config.get", Scope::Read),
+            ("chat.send", Scope::Write),
+            ("chat.abort", Scope::Write),
+            ("sessions.abort", Scope::Write),
+            ("agent.wait", Scope::Write),
+            ("sessions.reset", Scope::Admin),
+            ("chat.inject", Scope::Admin),
+            ("config.set", Scope::Admin),
+            ("update.run", Scope::Admin),
+            ("no.such.method", Scope::Admin),
+        ] {
+            let Requirement::Scopes(required) = requirement(method, None) else {
+                panic!("{method} is node-only")
+            };
+            assert_eq!(required, &[scope], "{method}");
+        }
+        assert_eq!(requirement("node.event", None), Requirement::NodeRole);
+        assert_eq!(
+            requirement("node.event", None).check(ScopeSet::from_iter([Scope::Admin])),
+            Err(None)
+        );
+    }
+
+    #[test]
+    fn dynamic_rules() {
+        let w = Requirement::Scopes(WRITE);
+        let a = Requirement::Scopes(ADMIN);
+        assert_eq!(
+            req(
+                "sessions.patch",
+                r#"{"key":"k","archived":true,"expectedSessionId":"s"}"#
+            ),
+            w
+        );
+        assert_eq!(
+            req("sessions.patch", r#"{"key":"k","permissionMode":"full"}"#),
+            a
+        );
+        assert_eq!(req("sessions.patch", r#"{"key":"k","sandboxMode":"x"}"#), a);
+        assert_eq!(
+            req("sessions.patch", r#"{"key":"k","systemPrompt":"x"}"#),
+            a
+        );
+        assert_eq!(
+            req(
+                "sessions.delete",
+                r#"{"key":"k","archivedOnly":true,"expectedSessionId":"s"}"#
+            ),
+            w
+        );
+        assert_eq!(req("sessions.delete", r#"{"key":"k"}"#), a);
+        assert_eq!(
+            req(
+                "sessions.delete",
+                r#"{"key":"k","archivedOnly":true,"force":true}"#
+            ),
+            a
+        );
+        assert_eq!(requirement("sessions.delete", None), a);
+        assert_eq!(req("agent", r#"{"message":"/reset"}"#), a);
+        assert_eq!(req("agent", r#"{"message":"/NEW please"}"#), a);
+        assert_eq!(req("agent", r#"{"message":"/newer"}"#), w);
+        assert_eq!(req("agent", r#"{"message":"hello"}"#), w);
+        assert_eq!(
+            req(
+                "sessions.create",
+                r#"{"key":"agent:main:dashboard:incognito-1"}"#
+            ),
+            a
+        );
+        assert_eq!(req("sessions.create", r#"{"key":"agent:main:x"}"#), w);
+        assert_eq!(
+            req("talk.config", r#"{"includeSecrets":true}"#),
+            Requirement::Scopes(READ_TALK_SECRETS)
+        );
+        assert_eq!(req("fs.listDir", r#"{"nodeId":"n"}"#), a);
+        assert_eq!(req("sessions.patch", "[1]"), w);
+    }
+
+    #[test]
+    fn check_reports_the_missing_scope() {
+        assert_eq!(
+            requirement("sessions.reset", None).check(RW),
+            Err(Some(Scope::Admin))
+        );
+        assert_eq!(requirement("chat.send", None).check(RW), Ok(()));
+        assert_eq!(
+            requirement("chat.send", None).check(ScopeSet::from_iter([Scope::Read])),
+            Err(Some(Scope::Write))
+        );
+        assert_eq!(
+            req("talk.config", r#"{"includeSecrets":true}"#).check(RW),
+            Err(Some(Scope::TalkSecrets))
+        );
+    }
+}
