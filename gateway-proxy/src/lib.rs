@@ -1,1 +1,39 @@
-//! placeholder
+//! gateway-proxy: the only door to an OpenClaw gateway.
+//!
+//! Terminates TLS (or plain WebSocket on loopback), authenticates clients with proxy-issued
+//! credentials (or checks their own handshake in passthrough mode), clamps and enforces operator
+//! scopes per method, rate-limits, audits, and relays everything allowed unchanged and in order.
+//! Module map:
+//!
+//! - [`config`]: the TOML file, defaults, validation.
+//! - [`credential`], [`policy`]: who may connect and what they may call.
+//! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
+//! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure.
+//! - [`rate_limit`], [`audit`], [`metrics`], [`admin`]: limits and observability.
+//! - [`tls`], [`pin`]: certificates, reload, upstream pinning.
+//! - [`server`]: listeners, admission, shutdown; [`cli`]: the commands.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod credential;
+pub mod error;
+pub mod handshake;
+pub mod inspector;
+pub mod logging;
+pub mod metrics;
+pub mod pin;
+pub mod policy;
+pub mod rate_limit;
+pub mod relay;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+pub mod ws;
+
+pub use config::Config;
+pub use error::{ErrorKind, ProxyError};
+pub use server::{Listeners, Proxy, Shutdown};

@@ -235,6 +235,12 @@ pub fn requirement(method: &str, params: Option<&RawValue>) -> Requirement {
     Requirement::Scopes(scopes)
 }
 
+/// True when `method` is in the gateway's core method table (anything else is a plugin method or
+/// a typo; a proxy denies it unless its policy names it explicitly).
+pub fn is_core_method(method: &str) -> bool {
+    crate::method_table::core_method_policy(method).is_some()
+}
+
 const PATCH_MUTATIONS: &[&str] = &[
     "label",
     "autoLabel",
@@ -429,6 +435,7 @@ mod tests {
             assert_eq!(required, &[scope], "{method}");
         }
         assert_eq!(requirement("node.event", None), Requirement::NodeRole);
+        assert!(is_core_method("chat.send") && !is_core_method("no.such.method"));
         assert_eq!(
             requirement("node.event", None).check(ScopeSet::from_iter([Scope::Admin])),
             Err(None)

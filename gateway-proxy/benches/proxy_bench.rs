@@ -1,0 +1,399 @@
+//! proxy-bench: round-trip latency and throughput through gateway-proxy versus direct to the
+//! same gateway stand-in and versus nginx as a plain WebSocket proxy, plus memory per idle
+//! proxied connection. Prints a markdown table.
+//!
+//! Run: `cargo bench -p gateway-proxy --bench proxy_bench -- [--secs 3] [--rounds 1] [--idle 500]`
+//!
+//! The stand-in, the proxy and nginx each run as a child process (this binary re-executed in a
+//! role) pinned with `taskset` to CPU 1; the load generator is pinned to CPU 0. Loopback only.
+//! Each cell: N connections, closed loop (send `req`, wait for `res`, repeat) for `--secs`.
+
+// A benchmark harness, not service code: any failure should abort the run loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err, missing_docs)]
+
+#[path = "support/stub.rs"]
+mod stub;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gateway_proxy::credential::TokenHash;
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "gwp_bench-token-0000000000000000000000000000000";
+const LOADS: [usize; 3] = [1, 10, 100];
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn main() {
+    let role = std::env::args().nth(1).unwrap_or_default();
+    let rt = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    match role.as_str() {
+        "role-stub" => rt().block_on(run_stub(arg("--port", "0").parse().unwrap())),
+        "role-proxy" => rt().block_on(run_proxy(arg("--upstream", ""), arg("--port", "0"))),
+        _ => {
+            pin_self(0);
+            rt().block_on(bench());
+        }
+    }
+}
+
+fn pin_self(cpu: usize) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+async fn run_stub(port: u16) {
+    let s = stub::start_on(SocketAddr::from(([127, 0, 0, 1], port)), None).await;
+    println!("ready {}", s.addr);
+    std::future::pending::<()>().await;
+}
+
+async fn run_proxy(upstream: String, port: String) {
+    let text = format!(
+        r#"
+[listen]
+plain = "127.0.0.1:{port}"
+max_connections = 4096
+[upstream]
+url = "{upstream}"
+token = "gateway-token"
+[limits]
+requests_per_second_per_credential = 0
+handshakes_per_minute_per_ip = 0
+[[credentials]]
+id = "bench"
+token_sha256 = "{hash}"
+scopes = ["operator.read", "operator.write"]
+max_connections = 0
+"#,
+        hash = TokenHash::of(TOKEN).to_hex()
+    );
+    let config = gateway_proxy::Config::from_toml(&text).unwrap();
+    let listeners = gateway_proxy::Listeners::bind(&config).await.unwrap();
+    let addr = listeners.plain.as_ref().unwrap().local_addr().unwrap();
+    let proxy = gateway_proxy::Proxy::new(config, prometheus::Registry::new()).unwrap();
+    println!("ready {addr}");
+    proxy
+        .run(listeners, gateway_proxy::Shutdown::new())
+        .await
+        .unwrap();
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGTERM (not SIGKILL) so nginx's master also stops its worker.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_role(args: &[&str]) -> Proc {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new("taskset")
+        .arg("-c")
+        .arg("1")
+        .arg(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("ready ").unwrap().parse().unwrap();
+    Proc { child, addr }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_nginx(upstream: SocketAddr) -> Option<(Proc, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("proxy-bench-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("logs")).ok()?;
+    let port = free_port();
+    let conf = format!(
+        r#"worker_processes 1;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream gw {{ server {upstream}; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://gw;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 3600s;
+    }}
+  }}
+}}
+"#,
+        d = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::File::create(&path).ok()?.write_all(conf.as_bytes()).ok()?;
+    let child = Command::new("taskset")
+        .args(["-c", "1", "nginx", "-p"])
+        .arg(&dir)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Some((Proc { child, addr }, dir));
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    None
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: SocketAddr, token: &str) -> Ws {
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+        format!("ws://{addr}"),
+        Some(cfg),
+        true,
+    )
+    .await
+    .unwrap();
+    let _challenge = ws.next().await;
+    let connect = serde_json::json!({"type":"req","id":"c","method":"connect","params":{
+        "minProtocol":4,"maxProtocol":4,
+        "client":{"id":"gateway-client","version":"1","platform":"linux","mode":"backend"},
+        "role":"operator","scopes":["operator.read","operator.write"],"auth":{"token":token}}});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    loop {
+        if let Some(Ok(Message::Text(t))) = ws.next().await
+            && t.contains("\"type\":\"res\"")
+        {
+            assert!(t.contains("\"ok\":true"), "{t}");
+            return ws;
+        }
+    }
+}
+
+/// ~190 B request frame.
+fn request(i: u64) -> String {
+    let pad = "p".repeat(100);
+    format!(r#"{{"type":"req","id":"{i:08}","method":"health","params":{{"probe":"{pad}"}}}}"#)
+}
+
+struct Cell {
+    rps: f64,
+    p50: u64,
+    p99: u64,
+}
+
+async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
+    let mut sockets = Vec::new();
+    for _ in 0..conns {
+        sockets.push(connect(addr, TOKEN).await);
+    }
+    let end = Instant::now() + Duration::from_secs(secs);
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut h = Histogram::<u64>::new(3).unwrap();
+                let mut i = 0u64;
+                while Instant::now() < end {
+                    let t0 = Instant::now();
+                    ws.send(Message::text(request(i))).await.unwrap();
+                    loop {
+                        match ws.next().await {
+                            Some(Ok(Message::Text(_))) => break,
+                            Some(Ok(_)) => {}
+                            other => panic!("{other:?}"),
+                        }
+                    }
+                    let _ = h.record(t0.elapsed().as_micros() as u64);
+                    i += 1;
+                }
+                let _ = ws.close(None).await;
+                h
+            })
+        })
+        .collect();
+    let mut all = Histogram::<u64>::new(3).unwrap();
+    for t in tasks {
+        all.add(t.await.unwrap()).unwrap();
+    }
+    Cell {
+        rps: all.len() as f64 / secs as f64,
+        p50: all.value_at_quantile(0.5),
+        p99: all.value_at_quantile(0.99),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// RSS delta (KiB per connection) of `pid` over `n` idle connections through `addr`.
+async fn idle_memory(addr: SocketAddr, pid: u32, n: usize) -> f64 {
+    // Warm up allocator pools with a few connections first.
+    let warm: Vec<_> = futures_util::future::join_all((0..10).map(|_| connect(addr, TOKEN))).await;
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib(pid);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(connect(addr, TOKEN).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib(pid);
+    drop(held);
+    (after.saturating_sub(before)) as f64 / n as f64
+}
+
+async fn bench() {
+    let secs: u64 = arg("--secs", "3").parse().unwrap();
+    let memory_only = std::env::args().any(|a| a == "--memory-only");
+    let rounds: usize = arg("--rounds", "1").parse().unwrap();
+    let idle: usize = arg("--idle", "500").parse().unwrap();
+    let stub = spawn_role(&["role-stub", "--port", "0"]);
+    let stub_url = format!("ws://{}", stub.addr);
+    let proxy = spawn_role(&["role-proxy", "--upstream", &stub_url, "--port", "0"]);
+    let nginx = spawn_nginx(stub.addr);
+    let mut targets = vec![("direct", stub.addr), ("gateway-proxy", proxy.addr)];
+    if let Some((n, _)) = &nginx {
+        targets.push(("nginx", n.addr));
+    } else {
+        eprintln!("nginx not available: skipped");
+    }
+    // results[target][load] = cells over rounds (interleaved).
+    let mut results: Vec<Vec<Vec<Cell>>> = targets
+        .iter()
+        .map(|_| LOADS.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for round in 0..if memory_only { 0 } else { rounds } {
+        for (li, conns) in LOADS.iter().enumerate() {
+            for (ti, (name, addr)) in targets.iter().enumerate() {
+                let c = load(*addr, *conns, secs).await;
+                eprintln!(
+                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs",
+                    c.rps, c.p50, c.p99
+                );
+                results[ti][li].push(c);
+            }
+        }
+    }
+    if memory_only {
+        println!("(throughput skipped: --memory-only)");
+    } else {
+        print_table(&targets, &results, rounds);
+    }
+    let proxy_mem = idle_memory(proxy.addr, proxy.child.id(), idle).await;
+    let nginx_mem = match &nginx {
+        Some((n, _)) => {
+            let worker = children(n.child.id()).first().copied().unwrap_or(n.child.id());
+            Some(idle_memory(n.addr, worker, idle).await)
+        }
+        None => None,
+    };
+    println!("\n| idle memory per proxied connection ({idle} conns, RSS delta, userland) | KiB |");
+    println!("|---|---|");
+    println!("| gateway-proxy | {proxy_mem:.1} |");
+    if let Some(m) = nginx_mem {
+        println!("| nginx (worker) | {m:.1} |");
+    }
+    if let Some((_, dir)) = nginx {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+fn print_table(targets: &[(&str, SocketAddr)], results: &[Vec<Vec<Cell>>], rounds: usize) {
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    };
+    println!(
+        "\n| target | load | req/s (median of {rounds}) | % of direct | p50 µs | p99 µs | added p50/p99 µs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (li, conns) in LOADS.iter().enumerate() {
+        let stat = |ti: usize| {
+            let cells = &results[ti][li];
+            let mut r: Vec<f64> = cells.iter().map(|c| c.rps).collect();
+            let mut p50: Vec<f64> = cells.iter().map(|c| c.p50 as f64).collect();
+            let mut p99: Vec<f64> = cells.iter().map(|c| c.p99 as f64).collect();
+            (median(&mut r), median(&mut p50), median(&mut p99))
+        };
+        let (dr, d50, d99) = stat(0);
+        for (ti, (name, _)) in targets.iter().enumerate() {
+            let (r, p50, p99) = stat(ti);
+            println!(
+                "| {name} | {conns} conn | {r:.0} | {:.0}% | {p50:.0} | {p99:.0} | {} |",
+                100.0 * r / dr,
+                if ti == 0 {
+                    "–".to_string()
+                } else {
+                    format!("+{:.0}/+{:.0}", p50 - d50, p99 - d99)
+                }
+            );
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The service: listeners, admission, per-connection tasks, background tasks and shutdown.
+//!
+//! [`Proxy::run`] takes already-bound listeners and a [`Shutdown`], so tests start the real
+//! service on `127.0.0.1:0` in-process. Admission is a semaphore of `listen.max_connections`
+//! permits taken *before* `accept`, so excess clients wait in the kernel backlog instead of
+//! costing memory here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus::Registry;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::audit::AuditLog;
+use crate::config::{Config, IdentityMode};
+use crate::credential::CredentialStore;
+use crate::error::ProxyError;
+use crate::handshake::{ConnCtx, exchange, passthrough, refuse};
+use crate::metrics::{ConnOutcome, Metrics};
+use crate::rate_limit::RateLimits;
+use crate::tls::{ReloadableCert, load_certified_key, server_config};
+use crate::upstream::Upstream;
+
+/// After the drain grace period, how long connections get to send their 1012 close.
+pub const FORCED_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Two-stage shutdown: `drain` stops accepting and lets connections finish within the grace
+/// period (SIGTERM); `now` closes everything at once with 1012 (SIGINT, or the end of grace).
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    now: CancellationToken,
+    drain: CancellationToken,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// A fresh, untriggered shutdown.
+    pub fn new() -> Self {
+        let now = CancellationToken::new();
+        let drain = now.child_token();
+        Self { now, drain }
+    }
+
+    /// Graceful: stop accepting, wait up to the grace period, then close the rest.
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+
+    /// Fast: close every connection now (1012).
+    pub fn now(&self) {
+        self.now.cancel();
+    }
+}
+
+/// Already-bound sockets for [`Proxy::run`].
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// `wss://` listener.
+    pub tls: Option<TcpListener>,
+    /// `ws://` listener.
+    pub plain: Option<TcpListener>,
+    /// Admin HTTP listener.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses named in the config.
+    ///
+    /// # Errors
+    /// [`ProxyError::Io`] naming the address that could not be bound.
+    pub async fn bind(config: &Config) -> Result<Self, ProxyError> {
+        async fn bind(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ProxyError> {
+            match addr {
+                None => Ok(None),
+                Some(a) => TcpListener::bind(a).await.map(Some).map_err(|e| {
+                    ProxyError::Io(std::io::Error::new(e.kind(), format!("bind {a}: {e}")))
+                }),
+            }
+        }
+        Ok(Self {
+            tls: bind(config.listen.tls).await?,
+            plain: bind(config.listen.plain).await?,
+            admin: bind(config.listen.admin).await?,
+        })
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) creds: CredentialStore,
+    pub(crate) limits: RateLimits,
+    pub(crate) audit: AuditLog,
+    pub(crate) metrics: Metrics,
+    pub(crate) registry: Registry,
+    pub(crate) upstream: Upstream,
+    pub(crate) ready: std::sync::atomic::AtomicBool,
+    tls_cert: Option<Arc<ReloadableCert>>,
+    tls: Option<TlsAcceptor>,
+    next_conn: AtomicU64,
+}
+
+/// A configured proxy, ready to [`run`](Proxy::run).
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstream", &self.shared.upstream)
+            .field("credentials", &self.shared.creds.len())
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// Builds the proxy: validates the config, loads TLS material, credentials, the audit log,
+    /// and registers metrics on `registry`.
+    ///
+    /// # Errors
+    /// [`ProxyError`] naming what is wrong.
+    pub fn new(config: Config, registry: Registry) -> Result<Self, ProxyError> {
+        config.validate()?;
+        let (tls_cert, tls) = match &config.tls {
+            Some(t) if config.listen.tls.is_some() => {
+                let cert = Arc::new(ReloadableCert::new(load_certified_key(&t.cert, &t.key)?));
+                let sc = server_config(Arc::clone(&cert), t.client_ca.as_deref())?;
+                (Some(cert), Some(TlsAcceptor::from(sc)))
+            }
+            _ => (None, None),
+        };
+        let metrics = Metrics::new(&registry)
+            .map_err(|e| ProxyError::Config(format!("metrics registration: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                creds: CredentialStore::from_config(&config.credentials)?,
+                limits: RateLimits::new(&config.limits),
+                audit: AuditLog::open(config.audit.path.as_deref())?,
+                upstream: Upstream::from_config(&config.upstream)?,
+                metrics,
+                registry,
+                ready: std::sync::atomic::AtomicBool::new(false),
+                tls_cert,
+                tls,
+                next_conn: AtomicU64::new(1),
+                config,
+            }),
+        })
+    }
+
+    /// Reloads the TLS certificate and key from their files (SIGHUP). Open connections keep
+    /// their session; new handshakes use the new certificate. On error the old one stays.
+    ///
+    /// # Errors
+    /// [`ProxyError::Tls`] when the new files are unusable.
+    pub fn reload_tls(&self) -> Result<(), ProxyError> {
+        let (Some(cert), Some(t)) = (&self.shared.tls_cert, &self.shared.config.tls) else {
+            return Ok(());
+        };
+        let result = load_certified_key(&t.cert, &t.key).map(|k| cert.store(k));
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.shared.metrics.tls_reloads.with_label_values(&[label]).inc();
+        result
+    }
+
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Rate-limiter keys tracked now (bounded by eviction).
+    pub fn tracked_limiter_keys(&self) -> usize {
+        self.shared.limits.tracked_keys()
+    }
+
+    /// Serves until `shutdown`: accepts on the listeners, runs the admin endpoint, the upstream
+    /// probe and the limiter eviction; on drain waits up to `listen.drain_grace_ms` for
+    /// connections, then closes the rest with 1012.
+    ///
+    /// # Errors
+    /// Only for setup failures; per-connection errors are logged and counted.
+    pub async fn run(self, listeners: Listeners, shutdown: Shutdown) -> Result<(), ProxyError> {
+        let conns = TaskTracker::new();
+        let background = TaskTracker::new();
+        let bg_stop = CancellationToken::new();
+        let semaphore = Arc::new(Semaphore::new(self.shared.config.listen.max_connections));
+
+        if let Some(l) = listeners.admin {
+            tracing::info!(addr = ?l.local_addr().ok(), "admin listening");
+            background.spawn(crate::admin::serve(l, Arc::clone(&self.shared), bg_stop.clone()));
+        }
+        background.spawn(probe_loop(Arc::clone(&self.shared), bg_stop.clone()));
+        background.spawn(evict_loop(Arc::clone(&self.shared), bg_stop.clone()));
+        let accept = TaskTracker::new();
+        for (listener, tls) in [(listeners.tls, true), (listeners.plain, false)] {
+            let Some(listener) = listener else { continue };
+            tracing::info!(addr = ?listener.local_addr().ok(), tls, "listening");
+            accept.spawn(accept_loop(
+                self.clone(),
+                listener,
+                tls,
+                Arc::clone(&semaphore),
+                conns.clone(),
+                shutdown.clone(),
+            ));
+        }
+        accept.close();
+        shutdown.drain.cancelled().await;
+        accept.wait().await;
+        conns.close();
+        let grace = Duration::from_millis(self.shared.config.listen.drain_grace_ms);
+        tracing::info!(open = conns.len(), ?grace, "draining");
+        if tokio::time::timeout(grace, conns.wait()).await.is_err() {
+            tracing::warn!(open = conns.len(), "drain grace over; closing the rest with 1012");
+        }
+        shutdown.now.cancel();
+        if tokio::time::timeout(FORCED_CLOSE_TIMEOUT, conns.wait()).await.is_err() {
+            tracing::warn!(open = conns.len(), "connections did not close in time");
+        }
+        bg_stop.cancel();
+        background.close();
+        background.wait().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    async fn handle<S>(self, stream: S, ctx: ConnCtx, stop: CancellationToken)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = &*self.shared;
+        let started = Instant::now();
+        let ws = tokio::time::timeout_at(
+            ctx.deadline,
+            Box::pin(tokio_tungstenite::accept_async_with_config(
+                stream,
+                Some(crate::ws::config()),
+            )),
+        )
+        .await;
+        let mut client = match ws {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                shared.metrics.connection(ConnOutcome::HandshakeFailed);
+                return;
+            }
+            Err(_) => {
+                shared.metrics.connection(ConnOutcome::HandshakeFailed);
+                return;
+            }
+        };
+        // Boxed: the handshake's state lives on the heap only while it runs, so the task's
+        // resident size for an idle proxied connection is just the relay's state.
+        let handshake = Box::pin(async {
+            match shared.config.identity.mode {
+                IdentityMode::Exchange => exchange(shared, &ctx, &mut client).await,
+                IdentityMode::Passthrough => passthrough(shared, &ctx, &mut client).await,
+            }
+        });
+        let admitted = tokio::select! {
+            () = stop.cancelled() => return,
+            a = handshake => a,
+        };
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(refusal) => {
+                refuse(shared, &ctx, &mut client, refusal).await;
+                return;
+            }
+        };
+        shared
+            .metrics
+            .handshake_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(credential = %admitted.session.credential.id, scopes = ?admitted.session.scopes, "connected");
+        shared.metrics.connections_open.inc();
+        let end = Box::pin(crate::relay::relay(shared, &ctx, client, admitted, stop)).await;
+        shared.metrics.connections_open.dec();
+        tracing::info!(end = end.as_str(), "disconnected");
+    }
+}
+
+async fn accept_loop(
+    proxy: Proxy,
+    listener: TcpListener,
+    tls: bool,
+    semaphore: Arc<Semaphore>,
+    conns: TaskTracker,
+    shutdown: Shutdown,
+) {
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.drain.cancelled() => return,
+            p = Arc::clone(&semaphore).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.drain.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let id = proxy.shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let stop = shutdown.now.child_token();
+        let span = tracing::info_span!("conn", conn = id, peer = %peer, tls);
+        let p = proxy.clone();
+        conns.spawn(
+            async move {
+                let _permit = permit;
+                let deadline = Instant::now() + p.shared.config.handshake_timeout();
+                let mut ctx = ConnCtx {
+                    peer,
+                    id,
+                    client_cert: None,
+                    deadline,
+                };
+                if !tls {
+                    p.handle(stream, ctx, stop).await;
+                    return;
+                }
+                let Some(acceptor) = p.shared.tls.clone() else {
+                    return;
+                };
+                match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
+                    Ok(Ok(tls_stream)) => {
+                        ctx.client_cert = tls_stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.clone().into_owned());
+                        p.handle(tls_stream, ctx, stop).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        p.shared.metrics.connection(ConnOutcome::HandshakeFailed);
+                    }
+                    Err(_) => p.shared.metrics.connection(ConnOutcome::HandshakeFailed),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn probe_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_millis(
+        shared.config.upstream.probe_interval_ms,
+    ));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let up = tokio::select! {
+            () = stop.cancelled() => return,
+            up = shared.upstream.probe() => up,
+        };
+        let was = shared.ready.swap(up, Ordering::AcqRel);
+        shared.metrics.upstream_up.set(i64::from(up));
+        if was != up {
+            tracing::info!(up, "upstream reachability changed");
+        }
+    }
+}
+
+async fn evict_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let period = Duration::from_millis(shared.config.limits.limiter_gc_interval_ms);
+    let mut every = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => shared.limits.evict_idle(),
+        }
+    }
+}

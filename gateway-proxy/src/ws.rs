@@ -1,0 +1,28 @@
+//! WebSocket settings shared by both sockets of a proxied connection.
+//!
+//! tungstenite's default 128 KiB read buffer is zero-filled before every read and stays resident
+//! per socket (performance.md): it is the main cost of a naive proxy. Both sides use small
+//! buffers instead.
+
+use shared_protocol::limits::MAX_PAYLOAD_BYTES;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Read chunk per socket.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes buffered before tungstenite writes to the socket (every frame is flushed anyway).
+pub const WRITE_BUFFER_BYTES: usize = 0;
+/// Largest frame accepted from either side (the gateway's `policy.maxPayload`).
+pub const MAX_MESSAGE_BYTES: usize = MAX_PAYLOAD_BYTES;
+/// Ceiling of the outgoing buffer: one maximal frame plus headroom; a peer that stops reading
+/// never grows it further (the relay closes it as a slow consumer first).
+pub const MAX_WRITE_BUFFER_BYTES: usize = MAX_PAYLOAD_BYTES + 64 * 1024;
+
+/// The config for every socket the proxy accepts or opens.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}

@@ -1,0 +1,520 @@
+//! One gateway: its connection supervisor, socket reader and shared state.
+//!
+//! The supervisor connects in the background as soon as the gateway is configured (lazy for
+//! callers, warm in practice), publishes the live [`Link`] through a watch channel, and
+//! reconnects with backoff when the socket ends. The reader is the only task reading a socket:
+//! it completes responses by id, routes `chat` events by runId into the run table, and never
+//! waits on a consumer. A watchdog reconnects when nothing arrived for 2 x `tickIntervalMs`;
+//! the writer pings; a periodic `health` request never touches the breaker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde::Serialize;
+use shared_protocol::frame::Frame;
+use shared_protocol::methods::names as methods;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::backoff::{LogLevel, ReconnectSchedule, log_level};
+use super::breaker::{BreakerState, CircuitBreaker, Permit, Verdict};
+use super::config::GatewayConfig;
+use super::error::{ConnectError, GatewayError};
+use super::link::{Link, OUTBOUND_QUEUE, Response};
+use super::metrics::GatewayMetrics;
+use super::runs::RunTable;
+use super::session_gate::SessionGates;
+use super::status::{ConnectionState, GatewayStatus};
+use super::transport::{Dialer, Established};
+
+/// Bounds on the ping period (half the tick interval, within these).
+const MIN_PING_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Budget of one `health` request.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Budget for sending our close frame on shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What callers waiting for a connection can see.
+#[derive(Clone, Default)]
+struct Slot {
+    link: Option<Arc<Link>>,
+    fatal: Option<GatewayError>,
+    breaker_open: bool,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Info {
+    state: Option<ConnectionState>,
+    server_version: Option<String>,
+    granted_scopes: Vec<String>,
+    last_error: Option<String>,
+}
+
+/// Why waiting for a connection ended without one.
+pub enum WaitError {
+    /// The deadline passed.
+    Timeout,
+    /// A definite failure (closed, breaker open, fatal connect error).
+    Failed(GatewayError),
+}
+
+/// One configured gateway.
+pub struct Gateway {
+    /// Configured name (metric label, logs).
+    pub name: String,
+    /// Its configuration.
+    pub config: GatewayConfig,
+    dialer: Result<Dialer, GatewayError>,
+    /// Its metric series.
+    pub metrics: GatewayMetrics,
+    /// Cancelled when the gateway is removed, reconfigured or the pool closes.
+    pub cancel: CancellationToken,
+    /// Owner of every task of this gateway (shared with the pool).
+    pub tracker: TaskTracker,
+    /// Runs by runId.
+    pub runs: RunTable,
+    /// Per-session serialisation.
+    pub sessions: Arc<SessionGates>,
+    breaker: Mutex<CircuitBreaker>,
+    in_flight: AtomicUsize,
+    slot: watch::Sender<Slot>,
+    info: Mutex<Info>,
+}
+
+impl Gateway {
+    /// Creates the gateway and starts its supervisor.
+    pub fn spawn(
+        name: &str,
+        config: GatewayConfig,
+        metrics: GatewayMetrics,
+        parent: &CancellationToken,
+        tracker: TaskTracker,
+    ) -> Arc<Self> {
+        let dialer = Dialer::new(&config);
+        let gateway = Arc::new(Self {
+            name: name.to_string(),
+            breaker: Mutex::new(CircuitBreaker::new(config.breaker.clone())),
+            config,
+            dialer,
+            metrics,
+            cancel: parent.child_token(),
+            tracker: tracker.clone(),
+            runs: RunTable::default(),
+            sessions: Arc::new(SessionGates::default()),
+            in_flight: AtomicUsize::new(0),
+            slot: watch::Sender::new(Slot::default()),
+            info: Mutex::new(Info::default()),
+        });
+        if let Err(e) = &gateway.dialer {
+            tracing::error!(gateway = %gateway.name, error = %e, "gateway not started: invalid configuration");
+            gateway.set_error(e.to_string());
+            gateway.slot.send_modify(|s| s.fatal = Some(e.clone()));
+        }
+        tracker.spawn(gateway.clone().supervise());
+        gateway
+    }
+
+    /// Snapshot for status endpoints.
+    pub fn status(&self) -> GatewayStatus {
+        let info = self.info.lock();
+        GatewayStatus {
+            state: info.state.unwrap_or(ConnectionState::Connecting),
+            breaker: self.breaker.lock().state(Instant::now()),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            queued: self.sessions.queued(),
+            server_version: info.server_version.clone(),
+            granted_scopes: info.granted_scopes.clone(),
+            last_error: info.last_error.clone(),
+        }
+    }
+
+    /// The dialer (for `check`).
+    ///
+    /// # Errors
+    /// The configuration error when the config is invalid.
+    pub fn dialer(&self) -> Result<&Dialer, GatewayError> {
+        self.dialer.as_ref().map_err(Clone::clone)
+    }
+
+    /// Remembers an error for status.
+    pub fn set_error(&self, message: String) {
+        self.info.lock().last_error = Some(message);
+    }
+
+    fn set_state(&self, state: ConnectionState) {
+        self.info.lock().state = Some(state);
+        self.metrics.set_state(state);
+    }
+
+    /// Waits until a link is ready, the deadline passes, or waiting cannot help any more.
+    ///
+    /// # Errors
+    /// [`WaitError`].
+    pub async fn wait_link(&self, deadline: Instant) -> Result<Arc<Link>, WaitError> {
+        let mut rx = self.slot.subscribe();
+        loop {
+            {
+                let slot = rx.borrow_and_update();
+                if slot.closed || self.cancel.is_cancelled() {
+                    return Err(WaitError::Failed(GatewayError::Closed));
+                }
+                if let Some(link) = slot.link.as_ref().filter(|l| !l.is_closed()) {
+                    return Ok(link.clone());
+                }
+                if let Some(fatal) = &slot.fatal {
+                    return Err(WaitError::Failed(fatal.clone()));
+                }
+                if slot.breaker_open {
+                    return Err(WaitError::Failed(self.circuit_open_error()));
+                }
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(WaitError::Failed(GatewayError::Closed));
+                },
+                () = tokio::time::sleep_until(deadline) => return Err(WaitError::Timeout),
+                () = self.cancel.cancelled() => return Err(WaitError::Failed(GatewayError::Closed)),
+            }
+        }
+    }
+
+    /// One request on the current link: waits for the connection, then the response, both
+    /// within `budget`.
+    ///
+    /// # Errors
+    /// [`GatewayError`]: closed, unavailable, timeout or the gateway's refusal.
+    pub async fn request<P: Serialize>(
+        &self,
+        method: &str,
+        params: &P,
+        budget: Duration,
+    ) -> Result<Response, GatewayError> {
+        let deadline = Instant::now() + budget;
+        let link = match self.wait_link(deadline).await {
+            Ok(link) => link,
+            Err(WaitError::Failed(e)) => return Err(e),
+            Err(WaitError::Timeout) => {
+                return Err(GatewayError::Unavailable {
+                    message: format!("{method}: no connection to the gateway"),
+                    retry_after: None,
+                });
+            }
+        };
+        link.request(method, params, deadline)
+            .await
+            .map_err(|e| e.into_error(method))
+    }
+
+    fn circuit_open_error(&self) -> GatewayError {
+        GatewayError::CircuitOpen {
+            retry_after: self.breaker.lock().open_remaining(Instant::now()),
+        }
+    }
+
+    /// Asks the breaker for a run.
+    ///
+    /// # Errors
+    /// [`GatewayError::CircuitOpen`].
+    pub fn admit(&self) -> Result<Permit, GatewayError> {
+        let now = Instant::now();
+        let result = self.breaker.lock().admit(now);
+        match result {
+            Ok((permit, change)) => {
+                if let Some(to) = change {
+                    self.breaker_changed(to);
+                }
+                Ok(permit)
+            }
+            Err(retry_after) => Err(GatewayError::CircuitOpen { retry_after }),
+        }
+    }
+
+    /// Tells the breaker how a run ended.
+    pub fn record(&self, permit: Permit, error: Option<&GatewayError>) {
+        let verdict = match error {
+            None => Verdict::Success,
+            Some(e) if e.trips_breaker() => Verdict::Failure,
+            Some(_) => Verdict::Neutral,
+        };
+        let change = self.breaker.lock().record(Instant::now(), permit, verdict);
+        if let Some(to) = change {
+            self.breaker_changed(to);
+        }
+    }
+
+    fn breaker_changed(&self, to: BreakerState) {
+        match to {
+            BreakerState::Open => tracing::warn!(
+                gateway = %self.name,
+                open_for = ?self.config.breaker.open_for,
+                "circuit breaker opened after repeated failures"
+            ),
+            BreakerState::HalfOpen => {
+                tracing::info!(gateway = %self.name, "circuit breaker half-open: probing");
+            }
+            BreakerState::Closed => {
+                tracing::info!(gateway = %self.name, "circuit breaker closed");
+            }
+        }
+        self.metrics.breaker_transition(to);
+        self.slot
+            .send_modify(|s| s.breaker_open = to == BreakerState::Open);
+    }
+
+    /// Reserves an in-flight slot.
+    ///
+    /// # Errors
+    /// [`GatewayError::Backpressure`] at `max_in_flight`.
+    pub fn reserve(self: &Arc<Self>) -> Result<InFlight, GatewayError> {
+        let max = self.config.max_in_flight;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| GatewayError::Backpressure)?;
+        self.metrics
+            .set_in_flight(self.in_flight.load(Ordering::Relaxed));
+        Ok(InFlight {
+            gateway: self.clone(),
+        })
+    }
+
+    /// True when `max_in_flight` runs are in flight.
+    pub fn is_saturated(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= self.config.max_in_flight
+    }
+
+    /// Updates the queued gauge.
+    pub fn refresh_queued(&self) {
+        self.metrics.set_queued(self.sessions.queued());
+    }
+
+    /// Stops everything of this gateway.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+        self.slot.send_modify(|s| {
+            s.closed = true;
+            s.link = None;
+        });
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let mut schedule = ReconnectSchedule::new(self.config.backoff.clone());
+        let mut first = true;
+        while !self.cancel.is_cancelled() {
+            let Ok(dialer) = self.dialer.as_ref() else {
+                break;
+            };
+            self.set_state(ConnectionState::Connecting);
+            if !first {
+                self.metrics.reconnect();
+            }
+            first = false;
+            let attempt = tokio::select! {
+                r = dialer.dial() => r,
+                () = self.cancel.cancelled() => break,
+            };
+            let retry_after = match attempt {
+                Ok(established) => {
+                    schedule.reset();
+                    self.serve(established).await;
+                    None
+                }
+                Err(e) => self.connect_failed(&e, schedule.attempt() + 1),
+            };
+            if self.cancel.is_cancelled() {
+                break;
+            }
+            self.set_state(ConnectionState::Backoff);
+            let delay = schedule.next_delay(retry_after);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => break,
+            }
+        }
+        self.set_state(ConnectionState::Closed);
+        self.slot.send_modify(|s| {
+            s.closed = true;
+            s.link = None;
+        });
+    }
+
+    fn connect_failed(&self, e: &ConnectError, attempt: u32) -> Option<Duration> {
+        let url = self.config.url.as_str();
+        match log_level(attempt) {
+            LogLevel::Warn => {
+                tracing::warn!(gateway = %self.name, url, attempt, error = %e, "gateway connect failed");
+            }
+            LogLevel::Info => {
+                tracing::info!(gateway = %self.name, url, attempt, error = %e, "gateway connect failed");
+            }
+            LogLevel::Debug => {
+                tracing::debug!(gateway = %self.name, url, attempt, error = %e, "gateway connect failed");
+            }
+        }
+        self.set_error(e.to_string());
+        let fatal = e.is_fatal().then(|| GatewayError::Connect(e.clone()));
+        self.slot.send_modify(|s| s.fatal = fatal);
+        match e {
+            ConnectError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Runs one established socket until it ends.
+    async fn serve(self: &Arc<Self>, established: Established) {
+        let Established { ws, hello, latency } = established;
+        let tick = Duration::from_millis(hello.policy.tick_interval_ms.max(1));
+        let watchdog = tick * 2;
+        let ping_every = (tick / 2).clamp(MIN_PING_INTERVAL, MAX_PING_INTERVAL);
+        tracing::info!(
+            gateway = %self.name,
+            server_version = %hello.server.version,
+            scopes = ?hello.auth.scopes,
+            latency_ms = latency.as_millis() as u64,
+            "gateway connected"
+        );
+        {
+            let mut info = self.info.lock();
+            info.server_version = Some(hello.server.version.clone());
+            info.granted_scopes = hello.auth.scopes.clone();
+        }
+        let (mut sink, mut stream) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
+        let link_closed = self.cancel.child_token();
+        let link = Arc::new(Link::new(out_tx, hello, link_closed.clone()));
+        self.set_state(ConnectionState::Connected);
+        self.slot.send_modify(|s| {
+            s.link = Some(link.clone());
+            s.fatal = None;
+        });
+
+        let writer_link = link.clone();
+        self.tracker.spawn(async move {
+            let mut ping = tokio::time::interval(ping_every);
+            ping.tick().await;
+            loop {
+                let message = tokio::select! {
+                    m = out_rx.recv() => match m { Some(m) => m, None => break },
+                    _ = ping.tick() => Message::Ping(Vec::new().into()),
+                    () = link_closed.cancelled() => {
+                        let close = Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }));
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close)).await;
+                        break;
+                    }
+                };
+                if sink.send(message).await.is_err() {
+                    break;
+                }
+            }
+            writer_link.close();
+        });
+
+        let mut last_seen = Instant::now();
+        let mut health = tokio::time::interval(self.config.health_interval);
+        health.tick().await;
+        let reason = loop {
+            tokio::select! {
+                message = stream.next() => {
+                    last_seen = Instant::now();
+                    match message {
+                        Some(Ok(Message::Text(text))) => self.on_text(&link, text.as_str(), last_seen),
+                        Some(Ok(Message::Close(frame))) => {
+                            break match frame {
+                                Some(f) => format!("closed by gateway: {} {}", u16::from(f.code), f.reason),
+                                None => "closed by gateway".to_string(),
+                            };
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => break format!("websocket error: {e}"),
+                        None => break "connection lost".to_string(),
+                    }
+                }
+                () = tokio::time::sleep_until(last_seen + watchdog) => {
+                    break format!("no frame from the gateway for {watchdog:?}");
+                }
+                _ = health.tick() => self.spawn_health(),
+                () = link.closed() => break "connection closed".to_string(),
+            }
+        };
+        link.close();
+        self.slot.send_modify(|s| {
+            if s.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &link)) {
+                s.link = None;
+            }
+        });
+        if !self.cancel.is_cancelled() {
+            tracing::warn!(gateway = %self.name, reason = %reason, "gateway connection ended; reconnecting");
+            self.set_error(reason);
+        }
+    }
+
+    fn on_text(&self, link: &Link, text: &str, now: Instant) {
+        match Frame::parse(text) {
+            Ok(Frame::Response(r)) => {
+                let response = Response {
+                    ok: r.ok,
+                    payload: r.payload.map_or("null", |p| p.get()).to_string(),
+                    error: if r.ok { None } else { r.error() },
+                };
+                link.complete(&r.id, response);
+            }
+            Ok(Frame::Event(e)) => match e.event.as_ref() {
+                shared_protocol::events::names::CHAT => {
+                    if let Some(payload) = e.payload {
+                        let dropped = self.runs.on_chat_event(payload.get(), now);
+                        if dropped > 0 {
+                            self.metrics.unmatched_dropped(dropped);
+                        }
+                    }
+                }
+                shared_protocol::events::names::SHUTDOWN => {
+                    link.mark_draining();
+                    tracing::info!(gateway = %self.name, "gateway announced shutdown");
+                }
+                _ => {}
+            },
+            Ok(Frame::Request(_)) => {}
+            Err(e) => tracing::debug!(gateway = %self.name, error = %e, "unreadable frame ignored"),
+        }
+    }
+
+    fn spawn_health(self: &Arc<Self>) {
+        let gateway = self.clone();
+        self.tracker.spawn(async move {
+            let params = serde_json::json!({});
+            let result = tokio::select! {
+                r = gateway.request(methods::HEALTH, &params, HEALTH_TIMEOUT) => r,
+                () = gateway.cancel.cancelled() => return,
+            };
+            match result.and_then(|r| r.into_payload::<serde_json::Value>()) {
+                Ok(_) => tracing::debug!(gateway = %gateway.name, "health ok"),
+                Err(e) => {
+                    tracing::warn!(gateway = %gateway.name, error = %e, "health check failed")
+                }
+            }
+        });
+    }
+}
+
+/// An in-flight slot; released on drop.
+pub struct InFlight {
+    gateway: Arc<Gateway>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let n = self.gateway.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.gateway.metrics.set_in_flight(n);
+    }
+}

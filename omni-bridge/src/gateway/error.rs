@@ -1,0 +1,395 @@
+//! What can go wrong talking to a gateway, classified so callers branch on kinds, never strings.
+//!
+//! [`GatewayError::kind`] gives a closed [`ErrorKind`] used for metric labels and HTTP mapping;
+//! [`GatewayError::is_retryable`] says whether the same request may succeed later;
+//! [`GatewayError::trips_breaker`] says whether it is a sign of a sick gateway (see there).
+
+use std::time::Duration;
+
+use shared_protocol::error::{DetailCode, ErrorCode, ErrorShape};
+
+/// Why a connection attempt failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not `ws://` or `wss://` (or cannot be parsed).
+    #[error("bad gateway url: {0}")]
+    BadScheme(String),
+    /// TCP connect failed or the peer dropped the connection at once.
+    #[error("connection refused or reset: {0}")]
+    Refused(String),
+    /// The TLS handshake failed for another reason than a pin.
+    #[error("tls handshake failed: {0}")]
+    Tls(String),
+    /// The server certificate matches none of the configured pins.
+    #[error("server certificate matches no configured pin")]
+    PinMismatch,
+    /// The gateway refused the credentials (`details.code`, e.g. `AUTH_TOKEN_MISMATCH`).
+    #[error("gateway rejected authentication ({code}): {message}")]
+    AuthRejected {
+        /// `details.code` (or the top-level code when there is none).
+        code: String,
+        /// The gateway's prose.
+        message: String,
+    },
+    /// The gateway is starting or overloaded; try again after `retry_after`.
+    #[error("gateway unavailable: {message}")]
+    Unavailable {
+        /// The gateway's prose.
+        message: String,
+        /// `retryAfterMs`.
+        retry_after: Option<Duration>,
+    },
+    /// No challenge or no hello within the handshake deadline.
+    #[error("handshake timed out")]
+    Timeout,
+    /// The peer spoke something else than the gateway protocol, or closed mid-handshake.
+    #[error("protocol error during handshake: {0}")]
+    Protocol(String),
+    /// The device identity file could not be read or created.
+    #[error("device identity: {0}")]
+    Device(String),
+}
+
+impl ConnectError {
+    /// True when retrying with the same configuration cannot help (bad URL, wrong token,
+    /// pin mismatch, unreadable device key): waiting callers fail at once instead of timing out.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::BadScheme(_) | Self::PinMismatch | Self::AuthRejected { .. } | Self::Device(_)
+        )
+    }
+}
+
+/// Errors of [`super::GatewayHandle`] and [`super::GatewayPool`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    /// The `chat.send` was not acknowledged in time (this budget includes waiting for a ready
+    /// connection).
+    #[error("gateway did not acknowledge the message within {0:?}")]
+    SendAckTimeout(Duration),
+    /// The run did not end within the accumulation budget.
+    #[error(
+        "agent run timed out ({}, {deltas} deltas)",
+        if *stalled_mid_stream { "stalled mid-stream" } else { "no answer at all" }
+    )]
+    RunTimeout {
+        /// True when some text had arrived (the agent stalled), false when nothing did.
+        stalled_mid_stream: bool,
+        /// Deltas received before the timeout.
+        deltas: u32,
+    },
+    /// A later message for the session waited too long behind the active run.
+    #[error("message waited too long behind the session's active run")]
+    QueueTimeout,
+    /// The circuit breaker is open: the gateway failed repeatedly.
+    #[error("gateway circuit open; retry after {retry_after:?}")]
+    CircuitOpen {
+        /// Until the half-open probe is allowed.
+        retry_after: Duration,
+    },
+    /// Too many runs in flight on this connection.
+    #[error("too many runs in flight on this gateway connection")]
+    Backpressure,
+    /// Too many messages already wait for this session.
+    #[error("too many messages queued for this session")]
+    SessionQueueFull,
+    /// The gateway answered a retryable `UNAVAILABLE`, or the connection was lost and could
+    /// not be restored in time.
+    #[error("gateway unavailable: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+        /// The gateway's `retryAfterMs`, when it gave one.
+        retry_after: Option<Duration>,
+    },
+    /// The agent ended the run with `error`.
+    #[error("agent failed: {}", message.as_deref().unwrap_or("no message"))]
+    AgentFailed {
+        /// The gateway's `errorMessage`.
+        message: Option<String>,
+        /// `refusal`, `timeout`, `rate_limit`, `context_length`, `unknown`.
+        kind: Option<String>,
+    },
+    /// The gateway refused the request (not retryable as is: conflict, unknown agent, scope...).
+    #[error("gateway rejected the request: {} {}", .0.code, .0.message)]
+    Rejected(ErrorShape),
+    /// The pool or this gateway was closed, removed or reconfigured.
+    #[error("gateway connection closed")]
+    Closed,
+    /// The reply grew past `reply_cap_bytes`.
+    #[error("agent reply exceeds the size cap")]
+    AccumulationCap,
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The WebSocket failed after the handshake.
+    #[error("websocket error: {0}")]
+    Ws(String),
+    /// A response did not have the expected shape.
+    #[error("unexpected response from gateway: {0}")]
+    Protocol(String),
+    /// Invalid configuration.
+    #[error("invalid gateway configuration: {0}")]
+    Config(String),
+}
+
+/// Closed classification of [`GatewayError`], for metric labels and status mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Send-ack, run or queue timeout.
+    Timeout,
+    /// Transport failure (socket, handshake, protocol).
+    WsError,
+    /// TLS failure or pin mismatch.
+    Tls,
+    /// Credentials refused.
+    Auth,
+    /// Breaker open.
+    CircuitOpen,
+    /// Reply cap exceeded.
+    AccumulationCap,
+    /// In-flight or session-queue bound reached.
+    Backpressure,
+    /// The gateway refused the request.
+    Rejected,
+    /// The agent failed.
+    AgentError,
+    /// The gateway is unavailable (starting, overloaded, connection lost).
+    Unavailable,
+    /// Closed by us.
+    Closed,
+    /// Bad configuration.
+    Config,
+}
+
+impl ErrorKind {
+    /// Every kind (for pre-registering metric labels).
+    pub const ALL: [ErrorKind; 12] = [
+        Self::Timeout,
+        Self::WsError,
+        Self::Tls,
+        Self::Auth,
+        Self::CircuitOpen,
+        Self::AccumulationCap,
+        Self::Backpressure,
+        Self::Rejected,
+        Self::AgentError,
+        Self::Unavailable,
+        Self::Closed,
+        Self::Config,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::WsError => "ws_error",
+            Self::Tls => "tls",
+            Self::Auth => "auth",
+            Self::CircuitOpen => "circuit_open",
+            Self::AccumulationCap => "accumulation_cap",
+            Self::Backpressure => "backpressure",
+            Self::Rejected => "rejected",
+            Self::AgentError => "agent_error",
+            Self::Unavailable => "unavailable",
+            Self::Closed => "closed",
+            Self::Config => "config",
+        }
+    }
+}
+
+impl GatewayError {
+    /// The closed classification.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::SendAckTimeout(_) | Self::RunTimeout { .. } | Self::QueueTimeout => {
+                ErrorKind::Timeout
+            }
+            Self::CircuitOpen { .. } => ErrorKind::CircuitOpen,
+            Self::Backpressure | Self::SessionQueueFull => ErrorKind::Backpressure,
+            Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::AgentFailed { .. } => ErrorKind::AgentError,
+            Self::Rejected(_) => ErrorKind::Rejected,
+            Self::Closed => ErrorKind::Closed,
+            Self::AccumulationCap => ErrorKind::AccumulationCap,
+            Self::Ws(_) | Self::Protocol(_) => ErrorKind::WsError,
+            Self::Config(_) => ErrorKind::Config,
+            Self::Connect(c) => match c {
+                ConnectError::BadScheme(_) | ConnectError::Device(_) => ErrorKind::Config,
+                ConnectError::Tls(_) | ConnectError::PinMismatch => ErrorKind::Tls,
+                ConnectError::AuthRejected { .. } => ErrorKind::Auth,
+                ConnectError::Unavailable { .. } => ErrorKind::Unavailable,
+                ConnectError::Refused(_) | ConnectError::Timeout | ConnectError::Protocol(_) => {
+                    ErrorKind::WsError
+                }
+            },
+        }
+    }
+
+    /// True when the same request may succeed if tried again later (possibly after
+    /// [`GatewayError::retry_after`]).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Rejected(shape) => shape.is_retryable(),
+            Self::AgentFailed { kind, .. } => {
+                matches!(kind.as_deref(), Some("timeout" | "rate_limit"))
+            }
+            Self::Connect(c) => !c.is_fatal(),
+            _ => matches!(
+                self.kind(),
+                ErrorKind::Timeout
+                    | ErrorKind::WsError
+                    | ErrorKind::CircuitOpen
+                    | ErrorKind::Backpressure
+                    | ErrorKind::Unavailable
+                    | ErrorKind::Closed
+            ),
+        }
+    }
+
+    /// A hint for when to retry, if the gateway or the breaker gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::CircuitOpen { retry_after } => Some(*retry_after),
+            Self::Unavailable { retry_after, .. }
+            | Self::Connect(ConnectError::Unavailable { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether this failure counts towards the circuit breaker.
+    ///
+    /// Counted: signs that the gateway or the link is sick — timeouts, transport and TLS
+    /// failures, `UNAVAILABLE`, and agent failures other than `refusal`/`context_length`.
+    /// Not counted: what the caller or the message caused or what we decided ourselves —
+    /// rejections (conflict, unknown agent, missing scope), refusals, the reply cap,
+    /// backpressure, an open breaker, closing, bad config and credentials (those fail fast on
+    /// their own).
+    pub fn trips_breaker(&self) -> bool {
+        match self {
+            Self::AgentFailed { kind, .. } => {
+                !matches!(kind.as_deref(), Some("refusal" | "context_length"))
+            }
+            _ => matches!(
+                self.kind(),
+                ErrorKind::Timeout | ErrorKind::WsError | ErrorKind::Tls | ErrorKind::Unavailable
+            ),
+        }
+    }
+
+    /// Maps a failed gateway response: retryable `UNAVAILABLE` becomes [`Self::Unavailable`],
+    /// everything else [`Self::Rejected`].
+    pub fn from_shape(shape: ErrorShape) -> Self {
+        if shape.code == ErrorCode::Unavailable && shape.retryable != Some(false) {
+            Self::Unavailable {
+                retry_after: shape.retry_after_ms.map(Duration::from_millis),
+                message: shape.message,
+            }
+        } else {
+            Self::Rejected(shape)
+        }
+    }
+}
+
+impl ConnectError {
+    /// Maps the gateway's answer to `connect`.
+    pub fn from_shape(shape: &ErrorShape) -> Self {
+        if shape.code == ErrorCode::Unavailable {
+            return Self::Unavailable {
+                message: shape.message.clone(),
+                retry_after: shape.retry_after_ms.map(Duration::from_millis),
+            };
+        }
+        match shape.detail_code() {
+            Some(DetailCode::ProtocolMismatch) => Self::Protocol(shape.message.clone()),
+            Some(code) => Self::AuthRejected {
+                code: code.as_str().to_string(),
+                message: shape.message.clone(),
+            },
+            None => Self::AuthRejected {
+                code: shape.code.as_str().to_string(),
+                message: shape.message.clone(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_retryability_and_breaker() {
+        let timeout = GatewayError::RunTimeout {
+            stalled_mid_stream: true,
+            deltas: 3,
+        };
+        assert_eq!(timeout.kind().as_str(), "timeout");
+        assert!(timeout.is_retryable() && timeout.trips_breaker());
+        assert!(timeout.to_string().contains("stalled mid-stream"));
+
+        let conflict = ErrorShape {
+            details: Some(serde_json::json!({"reason": "chat-request-conflict"})),
+            ..ErrorShape::new(ErrorCode::InvalidRequest, "already used")
+        };
+        let e = GatewayError::from_shape(conflict);
+        assert_eq!(e.kind(), ErrorKind::Rejected);
+        assert!(!e.is_retryable() && !e.trips_breaker());
+
+        let e = GatewayError::from_shape(ErrorShape::unavailable("starting", "startup", 250));
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(250)));
+        assert!(e.is_retryable() && e.trips_breaker());
+
+        let refusal = GatewayError::AgentFailed {
+            message: None,
+            kind: Some("refusal".into()),
+        };
+        assert!(!refusal.trips_breaker() && !refusal.is_retryable());
+        let provider = GatewayError::AgentFailed {
+            message: None,
+            kind: Some("unknown".into()),
+        };
+        assert!(provider.trips_breaker());
+
+        for e in [
+            GatewayError::Backpressure,
+            GatewayError::CircuitOpen {
+                retry_after: Duration::ZERO,
+            },
+            GatewayError::AccumulationCap,
+            GatewayError::Closed,
+        ] {
+            assert!(!e.trips_breaker(), "{e}");
+        }
+        let names: std::collections::HashSet<_> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn connect_errors_say_precisely_what_failed() {
+        let mismatch: ErrorShape = serde_json::from_str(
+            r#"{"code":"INVALID_REQUEST","message":"unauthorized: gateway token mismatch","details":{"code":"AUTH_TOKEN_MISMATCH"}}"#,
+        )
+        .unwrap();
+        let c = ConnectError::from_shape(&mismatch);
+        assert!(
+            matches!(&c, ConnectError::AuthRejected { code, .. } if code == "AUTH_TOKEN_MISMATCH")
+        );
+        assert!(c.is_fatal());
+        let e = GatewayError::from(c);
+        assert_eq!(e.kind(), ErrorKind::Auth);
+        assert!(!e.is_retryable());
+        let starting = ConnectError::from_shape(&ErrorShape::unavailable("starting", "s", 500));
+        assert!(!starting.is_fatal());
+        assert_eq!(
+            GatewayError::from(starting).retry_after(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            GatewayError::Connect(ConnectError::PinMismatch).kind(),
+            ErrorKind::Tls
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! One live, authenticated socket: outbound frames and request/response correlation.
+//!
+//! Requests are matched to responses by id through a map of oneshots; the reader completes
+//! them in O(1) without waiting on anyone. Outbound frames go through a bounded channel to the
+//! socket's writer task. When the socket ends, every pending request fails at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use shared_protocol::ErrorShape;
+use shared_protocol::connect::HelloOk;
+use shared_protocol::frame::encode_request;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::error::GatewayError;
+
+/// Outbound frames waiting for the writer.
+pub const OUTBOUND_QUEUE: usize = 1024;
+/// Requests awaiting a response on one socket: a safety net only, runs are bounded first by
+/// `max_in_flight` (a run has at most one request pending).
+pub const MAX_PENDING_REQUESTS: usize = 65_536;
+
+/// A response: the raw payload text or the error.
+#[derive(Debug)]
+pub struct Response {
+    /// `ok`.
+    pub ok: bool,
+    /// Payload JSON text (`null` when absent).
+    pub payload: String,
+    /// Error object, for failed responses.
+    pub error: Option<ErrorShape>,
+}
+
+impl Response {
+    /// The payload decoded, or the error mapped.
+    ///
+    /// # Errors
+    /// [`GatewayError`] from the error shape, or [`GatewayError::Protocol`] for a bad payload.
+    pub fn into_payload<T: serde::de::DeserializeOwned>(self) -> Result<T, GatewayError> {
+        if !self.ok {
+            return Err(self.error.map_or_else(
+                || GatewayError::Protocol("failed response without an error".into()),
+                GatewayError::from_shape,
+            ));
+        }
+        serde_json::from_str(&self.payload).map_err(|e| GatewayError::Protocol(e.to_string()))
+    }
+}
+
+/// The live socket.
+pub struct Link {
+    out: mpsc::Sender<Message>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Response>>>,
+    closed: CancellationToken,
+    draining: AtomicBool,
+    /// The gateway's hello on this socket.
+    pub hello: HelloOk,
+}
+
+/// Removes a pending entry when the waiting request is dropped or times out.
+struct PendingGuard<'a> {
+    link: &'a Link,
+    id: String,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.link.pending.lock().remove(&self.id);
+    }
+}
+
+impl Link {
+    /// A link writing to `out`; `closed` is cancelled when the socket ends.
+    pub fn new(out: mpsc::Sender<Message>, hello: HelloOk, closed: CancellationToken) -> Self {
+        Self {
+            out,
+            pending: Mutex::new(HashMap::new()),
+            closed,
+            draining: AtomicBool::new(false),
+            hello,
+        }
+    }
+
+    /// The gateway announced `shutdown` on this socket: runs ending now were cut short.
+    pub fn mark_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True after a `shutdown` event.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// True once the socket has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the socket has ended.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Ends the link: pending requests fail with a lost-connection error.
+    pub fn close(&self) {
+        self.closed.cancel();
+        self.pending.lock().clear();
+    }
+
+    /// Delivers a response to its waiter; unknown ids (timed out) are ignored.
+    pub fn complete(&self, id: &str, response: Response) {
+        if let Some(tx) = self.pending.lock().remove(id) {
+            let _ = tx.send(response);
+        }
+    }
+
+    /// Sends a request and waits for its response until `deadline`.
+    ///
+    /// # Errors
+    /// [`RequestError`]: the deadline passed, the socket ended, or the request could not be
+    /// queued; the caller picks the error its phase implies.
+    pub async fn request<P: Serialize>(
+        &self,
+        method: &str,
+        params: &P,
+        deadline: Instant,
+    ) -> Result<Response, RequestError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let text = encode_request(&id, method, params)
+            .map_err(|e| RequestError::Failed(GatewayError::Protocol(e.to_string())))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock();
+            if self.is_closed() {
+                return Err(RequestError::Lost);
+            }
+            if pending.len() >= MAX_PENDING_REQUESTS {
+                return Err(RequestError::Failed(GatewayError::Backpressure));
+            }
+            pending.insert(id.clone(), tx);
+        }
+        let _guard = PendingGuard { link: self, id };
+        tokio::select! {
+            sent = self.out.send(Message::text(text)) => {
+                if sent.is_err() {
+                    return Err(RequestError::Lost);
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Err(RequestError::Timeout),
+            () = self.closed.cancelled() => return Err(RequestError::Lost),
+        }
+        tokio::select! {
+            response = rx => response.map_err(|_| RequestError::Lost),
+            () = tokio::time::sleep_until(deadline) => Err(RequestError::Timeout),
+            () = self.closed.cancelled() => Err(RequestError::Lost),
+        }
+    }
+}
+
+/// Why a request on a link did not get a response.
+#[derive(Debug)]
+pub enum RequestError {
+    /// The deadline passed.
+    Timeout,
+    /// The socket ended first.
+    Lost,
+    /// Could not be sent at all.
+    Failed(GatewayError),
+}
+
+impl RequestError {
+    /// The error a caller of a simple request sees.
+    pub fn into_error(self, what: &str) -> GatewayError {
+        match self {
+            Self::Timeout => GatewayError::Unavailable {
+                message: format!("{what}: no response in time"),
+                retry_after: None,
+            },
+            Self::Lost => GatewayError::Unavailable {
+                message: format!("{what}: connection lost"),
+                retry_after: None,
+            },
+            Self::Failed(e) => e,
+        }
+    }
+}

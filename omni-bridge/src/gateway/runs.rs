@@ -1,0 +1,344 @@
+//! Correlation of `chat` events to runs, shared by every socket of one gateway.
+//!
+//! Runs are keyed by runId, which is the idempotency key of their `chat.send`: the entry exists
+//! before the send, so events that race ahead of the ack land in place. The reader applies each
+//! event to its run's [`ReplyAccumulator`] under a short lock and never waits for a consumer.
+//! Events for runs we do not know (another operator's runs are broadcast to us too, or a late
+//! second terminal) are held briefly in a bounded buffer, then dropped.
+//! A second `run()` with the same idempotency key joins the entry instead of sending again.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+use shared_protocol::chat::ChatEvent;
+use shared_protocol::{ReplyAccumulator, RunOutcome, Step};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::error::GatewayError;
+use super::run::RunReply;
+
+/// How long events for an unknown run are held.
+pub const EARLY_HOLD: Duration = Duration::from_secs(2);
+/// Held events per unknown run.
+pub const EARLY_PER_RUN: usize = 64;
+/// Held events in total.
+pub const EARLY_TOTAL: usize = 1024;
+/// Held bytes in total (cumulative snapshots can be large).
+pub const EARLY_TOTAL_BYTES: usize = 4 * 1024 * 1024;
+
+/// What joiners of a run wait on: `None` until the run ends.
+pub type RunResult = Option<Result<RunReply, GatewayError>>;
+
+/// How the events of a run ended it.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// A terminal event (the first one wins).
+    Outcome(RunOutcome),
+    /// The reply grew past the cap.
+    CapExceeded,
+}
+
+/// Progress numbers of a run, for stats and timeout errors.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressSnapshot {
+    /// Deltas applied.
+    pub deltas: u32,
+    /// Current text length in bytes.
+    pub bytes: usize,
+    /// When the first delta arrived.
+    pub first_delta_at: Option<Instant>,
+    /// When the last delta arrived.
+    pub last_delta_at: Option<Instant>,
+}
+
+struct Progress {
+    acc: ReplyAccumulator,
+    numbers: ProgressSnapshot,
+    done: Option<oneshot::Sender<RunEnd>>,
+}
+
+struct RunEntry {
+    result: watch::Sender<RunResult>,
+    progress: Option<Progress>,
+}
+
+/// Whether `run()` started a run or joined one.
+pub enum Admission {
+    /// New entry: the caller must drive it.
+    New(watch::Receiver<RunResult>),
+    /// Existing entry: just wait.
+    Joined(watch::Receiver<RunResult>),
+}
+
+#[derive(Default)]
+struct EarlyBuffer {
+    by_run: HashMap<String, Vec<String>>,
+    order: VecDeque<(Instant, String)>,
+    events: usize,
+    bytes: usize,
+}
+
+impl EarlyBuffer {
+    fn purge(&mut self, now: Instant) -> u64 {
+        let mut dropped = 0;
+        while let Some((at, _)) = self.order.front() {
+            if now.duration_since(*at) < EARLY_HOLD {
+                break;
+            }
+            if let Some((_, run)) = self.order.pop_front()
+                && let Some(held) = self.by_run.remove(&run)
+            {
+                dropped += held.len() as u64;
+                self.forget(&held);
+            }
+        }
+        dropped
+    }
+
+    fn forget(&mut self, held: &[String]) {
+        self.events -= held.len();
+        self.bytes -= held.iter().map(String::len).sum::<usize>();
+    }
+
+    fn hold(&mut self, run_id: &str, raw: &str, now: Instant) -> u64 {
+        let mut dropped = self.purge(now);
+        if self.events >= EARLY_TOTAL || self.bytes + raw.len() > EARLY_TOTAL_BYTES {
+            return dropped + 1;
+        }
+        let held = match self.by_run.get_mut(run_id) {
+            Some(held) => held,
+            None => {
+                self.order.push_back((now, run_id.to_string()));
+                self.by_run.entry(run_id.to_string()).or_default()
+            }
+        };
+        if held.len() >= EARLY_PER_RUN {
+            dropped += 1;
+        } else {
+            held.push(raw.to_string());
+            self.events += 1;
+            self.bytes += raw.len();
+        }
+        dropped
+    }
+
+    fn take(&mut self, run_id: &str) -> Vec<String> {
+        let held = self.by_run.remove(run_id).unwrap_or_default();
+        self.forget(&held);
+        held
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    runs: HashMap<String, RunEntry>,
+    early: EarlyBuffer,
+}
+
+/// The runs of one gateway.
+#[derive(Default)]
+pub struct RunTable {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunRef<'a> {
+    #[serde(borrow)]
+    run_id: std::borrow::Cow<'a, str>,
+}
+
+impl RunTable {
+    /// Joins the run with this idempotency key, or creates its entry.
+    pub fn admit(&self, key: &str) -> Admission {
+        let mut inner = self.inner.lock();
+        if let Some(entry) = inner.runs.get(key) {
+            return Admission::Joined(entry.result.subscribe());
+        }
+        let (tx, rx) = watch::channel(None);
+        inner.runs.insert(
+            key.to_string(),
+            RunEntry {
+                result: tx,
+                progress: None,
+            },
+        );
+        Admission::New(rx)
+    }
+
+    /// Publishes the result to every waiter and removes the entry.
+    pub fn finish(&self, key: &str, result: Result<RunReply, GatewayError>) {
+        if let Some(entry) = self.inner.lock().runs.remove(key) {
+            entry.result.send_replace(Some(result));
+        }
+    }
+
+    /// Starts (or restarts, after the gateway forgot the run) accumulation for `key`, applying
+    /// events that arrived before. Returns the receiver of the run's end.
+    pub fn accumulate(&self, key: &str, cap_bytes: usize) -> Option<oneshot::Receiver<RunEnd>> {
+        let mut inner = self.inner.lock();
+        let held = inner.early.take(key);
+        let entry = inner.runs.get_mut(key)?;
+        let (tx, rx) = oneshot::channel();
+        let numbers = entry
+            .progress
+            .as_ref()
+            .map(|p| p.numbers)
+            .unwrap_or_default();
+        let progress = entry.progress.insert(Progress {
+            acc: ReplyAccumulator::new(cap_bytes),
+            numbers,
+            done: Some(tx),
+        });
+        let now = Instant::now();
+        for raw in held {
+            if let Ok(event) = serde_json::from_str::<ChatEvent>(&raw) {
+                apply(progress, &event, now);
+            }
+        }
+        Some(rx)
+    }
+
+    /// Progress numbers of a run.
+    pub fn progress(&self, key: &str) -> ProgressSnapshot {
+        self.inner
+            .lock()
+            .runs
+            .get(key)
+            .and_then(|e| e.progress.as_ref())
+            .map(|p| p.numbers)
+            .unwrap_or_default()
+    }
+
+    /// Routes one `chat` event payload (the reader's hot path). Returns how many held events
+    /// were dropped.
+    pub fn on_chat_event(&self, raw: &str, now: Instant) -> u64 {
+        let Ok(r) = serde_json::from_str::<RunRef<'_>>(raw) else {
+            tracing::debug!("chat event without runId ignored");
+            return 0;
+        };
+        let mut inner = self.inner.lock();
+        if let Some(progress) = inner
+            .runs
+            .get_mut(r.run_id.as_ref())
+            .and_then(|e| e.progress.as_mut())
+        {
+            match serde_json::from_str::<ChatEvent>(raw) {
+                Ok(event) => apply(progress, &event, now),
+                Err(e) => tracing::debug!(error = %e, "malformed chat event ignored"),
+            }
+            return 0;
+        }
+        let dropped = inner.early.hold(&r.run_id, raw, now);
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "chat events for no known run dropped after the hold period"
+            );
+        }
+        dropped
+    }
+}
+
+fn apply(progress: &mut Progress, event: &ChatEvent, now: Instant) {
+    match progress.acc.apply(event) {
+        Ok(Step::Delta { .. }) => {
+            let n = &mut progress.numbers;
+            n.deltas += 1;
+            n.first_delta_at.get_or_insert(now);
+            n.last_delta_at = Some(now);
+            n.bytes = progress.acc.text().len();
+        }
+        Ok(Step::Terminal) => {
+            progress.numbers.bytes = progress.acc.text().len();
+            if let (Some(tx), Some(outcome)) = (progress.done.take(), progress.acc.take_outcome()) {
+                let _ = tx.send(RunEnd::Outcome(outcome));
+            }
+        }
+        Ok(Step::Status | Step::Ignored) => {}
+        Err(_) => {
+            if let Some(tx) = progress.done.take() {
+                let _ = tx.send(RunEnd::CapExceeded);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared_protocol::chat::{ChatMessage, ChatState};
+
+    fn event(run: &str, state: ChatState, text: Option<&str>) -> String {
+        let e = ChatEvent {
+            delta_text: text.map(str::to_string),
+            message: text.map(|t| ChatMessage::assistant_text(t, 0)),
+            ..ChatEvent::new(run, "agent:main:k", state)
+        };
+        serde_json::to_string(&e).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_before_accumulate_are_held_then_applied() {
+        let t = RunTable::default();
+        assert!(matches!(t.admit("r1"), Admission::New(_)));
+        assert!(matches!(t.admit("r1"), Admission::Joined(_)));
+        let now = Instant::now();
+        assert_eq!(
+            t.on_chat_event(&event("r1", ChatState::Delta, Some("he")), now),
+            0
+        );
+        let mut rx = t.accumulate("r1", 1024).unwrap();
+        assert_eq!(t.progress("r1").deltas, 1);
+        t.on_chat_event(&event("r1", ChatState::Final, Some("hello")), now);
+        match rx.try_recv().unwrap() {
+            RunEnd::Outcome(RunOutcome::Completed { text, .. }) => assert_eq!(text, "hello"),
+            other => panic!("{other:?}"),
+        }
+        // A second terminal is ignored (first wins).
+        t.on_chat_event(&event("r1", ChatState::Error, None), now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_runs_are_bounded_and_expire() {
+        let t = RunTable::default();
+        let now = Instant::now();
+        let raw = event("ghost", ChatState::Delta, Some("x"));
+        let mut dropped = 0;
+        for _ in 0..(EARLY_PER_RUN + 5) {
+            dropped += t.on_chat_event(&raw, now);
+        }
+        assert_eq!(dropped, 5);
+        for i in 0..EARLY_TOTAL {
+            t.on_chat_event(&event(&format!("g{i}"), ChatState::Delta, Some("x")), now);
+        }
+        assert_eq!(t.inner.lock().early.events, EARLY_TOTAL);
+        tokio::time::advance(EARLY_HOLD).await;
+        let later = Instant::now();
+        let dropped = t.on_chat_event(&raw, later);
+        assert_eq!(dropped as usize, EARLY_TOTAL);
+        assert_eq!(t.inner.lock().early.events, 1);
+        assert_eq!(t.on_chat_event("{\"state\":\"delta\"}", later), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cap_exceeded_and_finish_publishes() {
+        let t = RunTable::default();
+        let Admission::New(mut rx) = t.admit("r") else {
+            panic!()
+        };
+        let mut end = t.accumulate("r", 4).unwrap();
+        t.on_chat_event(&event("r", ChatState::Delta, Some("12345")), Instant::now());
+        assert!(matches!(end.try_recv().unwrap(), RunEnd::CapExceeded));
+        t.finish("r", Err(GatewayError::AccumulationCap));
+        rx.changed().await.unwrap();
+        assert_eq!(
+            rx.borrow().clone(),
+            Some(Err(GatewayError::AccumulationCap))
+        );
+        assert!(matches!(t.admit("r"), Admission::New(_)));
+    }
+}

@@ -1,0 +1,30 @@
+//! `omni-bridge` binary: parse the command line, set up logging, run the command, print the
+//! error as one sentence (no backtrace) and exit 1 when it fails.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use omni_bridge::cli::{Cli, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    match cli.command.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Prometheus metrics of the HTTP service, registered on the registry the caller passes in.
+//!
+//! Label values come only from closed enums ([`Outcome::as_str`]), never from request data.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::outcome::Outcome;
+
+/// Buckets for trigger duration, in seconds (the gateway acks in ms, agents answer in seconds).
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0,
+];
+
+/// The service's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    triggers: IntCounterVec,
+    duration: Histogram,
+    in_flight: IntGauge,
+    resets: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Errors
+    /// A name clash on `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let triggers = IntCounterVec::new(
+            Opts::new(
+                "omni_bridge_triggers_total",
+                "Trigger requests answered, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "omni_bridge_trigger_duration_seconds",
+                "Time from trigger request to response.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        let in_flight = IntGauge::new(
+            "omni_bridge_runs_in_flight",
+            "Agent runs started by the bridge and not finished.",
+        )?;
+        let resets = IntCounterVec::new(
+            Opts::new(
+                "omni_bridge_session_resets_total",
+                "Session resets, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(triggers.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        registry.register(Box::new(resets.clone()))?;
+        Ok(Self {
+            triggers,
+            duration,
+            in_flight,
+            resets,
+        })
+    }
+
+    /// Counts one answered trigger.
+    pub fn trigger(&self, outcome: Outcome, seconds: f64) {
+        self.triggers.with_label_values(&[outcome.as_str()]).inc();
+        self.duration.observe(seconds);
+    }
+
+    /// Counts one reset.
+    pub fn reset(&self, ok: bool) {
+        self.resets
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    /// A run started.
+    pub fn run_started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// A run finished.
+    pub fn run_finished(&self) {
+        self.in_flight.dec();
+    }
+}

@@ -1,0 +1,188 @@
+//! The Omni provider HTTP service: Omni's `webhook` provider POSTs each message here and gets the
+//! agent's reply in the response (omni-contract §2.1).
+//!
+//! Endpoints (all on one listener):
+//! - `POST /omni/agents/{agentId}/trigger` — a message; `HEAD` on the same path answers 200
+//!   (Omni's provider health probe).
+//! - `POST /omni/sessions/reset` — `{agentId, instanceId, chatId | sessionId}` clears a session.
+//! - `GET /health` — liveness plus per-gateway state (Omni's provider health check).
+//! - `GET /ready` — 503 until every configured gateway completed a handshake once, while any
+//!   circuit breaker is open, and during shutdown.
+//! - `GET /metrics` — Prometheus text.
+
+pub mod agent_backend;
+pub mod bridge;
+pub mod conversation;
+pub mod http_util;
+pub mod idempotency;
+pub mod metrics;
+pub mod omni_request;
+pub mod outcome;
+pub mod pool_backend;
+pub mod probes;
+pub mod prompt;
+pub mod reset;
+pub mod routes;
+pub mod server;
+pub mod texts;
+pub mod trigger;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus::Registry;
+use shared_protocol::{AgentId, Secret};
+use tokio_util::task::TaskTracker;
+
+use crate::config::BridgeConfig;
+use agent_backend::AgentBackend;
+use idempotency::TraceTable;
+use metrics::Metrics;
+use outcome::Answer;
+use texts::Texts;
+
+pub use server::run;
+
+/// Extra time the HTTP side waits beyond a run's own deadline before answering "taking too
+/// long" (the gateway layer enforces the real deadline; this is the backstop).
+pub const RUN_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+/// Deadline for a session reset (Omni's provider allowed 5 s to connect + 30 s for the request).
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(35);
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// An agent id in the config is invalid.
+    #[error("agent {agent:?}: {source}")]
+    Agent {
+        /// Agent name.
+        agent: String,
+        /// The reason.
+        source: shared_protocol::SessionKeyError,
+    },
+    /// Metric registration failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Everything needed to answer one agent's triggers, resolved once from the config.
+#[derive(Debug, Clone)]
+pub struct AgentRoute {
+    /// Name in the path.
+    pub name: String,
+    /// OpenClaw agent id.
+    pub openclaw_agent: AgentId,
+    /// Gateway name.
+    pub gateway: String,
+    /// `[Name]: ` prefix on.
+    pub sender_prefix: bool,
+    /// Reset command.
+    pub reset_command: String,
+    /// User-facing texts.
+    pub texts: Texts,
+    /// Longest a run may take (send-ack + run timeout of its gateway).
+    pub run_budget: Duration,
+}
+
+/// The service state shared by every connection.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    agents: HashMap<String, AgentRoute>,
+    instances: HashMap<String, String>,
+    gateways: Vec<String>,
+    inbound_token: Secret,
+    session_key_secret: Option<Secret>,
+    backend: Arc<dyn AgentBackend>,
+    traces: Arc<TraceTable<Answer>>,
+    metrics: Metrics,
+    registry: Registry,
+    /// Owns every spawned run task, so shutdown can wait for them.
+    tasks: TaskTracker,
+    shutting_down: AtomicBool,
+    grace: Duration,
+}
+
+impl Service {
+    /// Builds the service from a validated config.
+    ///
+    /// # Errors
+    /// [`ServiceError`] for an invalid agent id or a metric name clash.
+    pub fn new(
+        config: &BridgeConfig,
+        backend: Arc<dyn AgentBackend>,
+        registry: &Registry,
+    ) -> Result<Self, ServiceError> {
+        let mut agents = HashMap::new();
+        for (name, agent) in &config.agents {
+            let oc = agent.openclaw_agent.as_deref().unwrap_or(name);
+            let openclaw_agent = AgentId::parse(oc).map_err(|source| ServiceError::Agent {
+                agent: name.clone(),
+                source,
+            })?;
+            let locale = agent.locale.as_deref().unwrap_or("en");
+            let mut texts = Texts::builtin(locale);
+            if let Some(over) = config.texts.get(locale) {
+                texts = texts.with(over);
+            }
+            texts = texts.with(&agent.texts);
+            let run_budget = config
+                .gateways
+                .get(&agent.gateway)
+                .map_or_else(|| config.max_run_budget(), |g| g.run_budget());
+            agents.insert(
+                name.to_ascii_lowercase(),
+                AgentRoute {
+                    name: name.clone(),
+                    openclaw_agent,
+                    gateway: agent.gateway.clone(),
+                    sender_prefix: agent.sender_prefix,
+                    reset_command: agent.reset_command.trim().to_string(),
+                    texts,
+                    run_budget,
+                },
+            );
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                agents,
+                instances: config
+                    .instances
+                    .iter()
+                    .map(|(i, c)| (i.clone(), c.agent.to_ascii_lowercase()))
+                    .collect(),
+                gateways: config.gateways.keys().cloned().collect(),
+                inbound_token: config.inbound_token.clone(),
+                session_key_secret: config.session_key_secret.clone(),
+                backend,
+                traces: TraceTable::new(),
+                metrics: Metrics::new(registry)?,
+                registry: registry.clone(),
+                tasks: TaskTracker::new(),
+                shutting_down: AtomicBool::new(false),
+                grace: config.shutdown_grace(),
+            }),
+        })
+    }
+
+    /// The route for a trigger: the instance override, else the agent in the path.
+    fn route(&self, path_agent: &str, instance_id: Option<&str>) -> Option<&AgentRoute> {
+        let name = instance_id
+            .and_then(|i| self.inner.instances.get(i))
+            .map_or_else(|| path_agent.to_ascii_lowercase(), Clone::clone);
+        self.inner.agents.get(&name)
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+    }
+}

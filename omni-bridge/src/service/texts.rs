@@ -1,0 +1,143 @@
+//! User-facing texts: what the chat user reads when the assistant cannot answer.
+//!
+//! Omni forwards a 200 reply to the chat as is, so these are the bridge's voice. Defaults are the
+//! English texts of Omni's own OpenClaw provider (omni-contract §4.7) and the Portuguese ones of
+//! its session cleaner; a config file overrides them per locale and per agent.
+
+use serde::Deserialize;
+
+/// The resolved set of texts for one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Texts {
+    /// Circuit open, gateway down, or misconfiguration.
+    pub unavailable: String,
+    /// The run failed or timed out.
+    pub taking_too_long: String,
+    /// Message over the 100 KiB limit.
+    pub message_too_long: String,
+    /// Reset done.
+    pub session_cleared: String,
+    /// Reset failed.
+    pub reset_failed: String,
+}
+
+impl Texts {
+    /// Omni's English texts.
+    pub fn english() -> Self {
+        Self {
+            unavailable: "The assistant is temporarily unavailable. Please try again in a moment."
+                .into(),
+            taking_too_long:
+                "The assistant is taking longer than expected. Please try again in a moment.".into(),
+            message_too_long: "Your message is too long. Please shorten it and try again.".into(),
+            session_cleared: "✅ Conversation cleared! Your session with the assistant was reset."
+                .into(),
+            reset_failed: "❌ Could not clear the session. Please try again.".into(),
+        }
+    }
+
+    /// Portuguese texts (Omni's session cleaner wording).
+    pub fn portuguese() -> Self {
+        Self {
+            unavailable:
+                "O assistente está temporariamente indisponível. Tente novamente em instantes."
+                    .into(),
+            taking_too_long:
+                "O assistente está demorando mais que o esperado. Tente novamente em instantes."
+                    .into(),
+            message_too_long: "Sua mensagem é muito longa. Encurte-a e tente novamente.".into(),
+            session_cleared: "✅ Conversa limpa! Sua sessão com o assistente foi resetada.".into(),
+            reset_failed: "❌ Erro ao limpar sessão. Tente novamente.".into(),
+        }
+    }
+
+    /// Built-in texts for a locale: Portuguese for `pt*`, English otherwise.
+    pub fn builtin(locale: &str) -> Self {
+        if locale.to_ascii_lowercase().starts_with("pt") {
+            Self::portuguese()
+        } else {
+            Self::english()
+        }
+    }
+
+    /// These texts with every set field of `over` replacing its own.
+    pub fn with(mut self, over: &TextOverrides) -> Self {
+        let pairs = [
+            (&mut self.unavailable, &over.unavailable),
+            (&mut self.taking_too_long, &over.taking_too_long),
+            (&mut self.message_too_long, &over.message_too_long),
+            (&mut self.session_cleared, &over.session_cleared),
+            (&mut self.reset_failed, &over.reset_failed),
+        ];
+        for (slot, value) in pairs {
+            if let Some(v) = value {
+                slot.clone_from(v);
+            }
+        }
+        self
+    }
+}
+
+/// Optional replacements, as written in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextOverrides {
+    /// See [`Texts::unavailable`].
+    pub unavailable: Option<String>,
+    /// See [`Texts::taking_too_long`].
+    pub taking_too_long: Option<String>,
+    /// See [`Texts::message_too_long`].
+    pub message_too_long: Option<String>,
+    /// See [`Texts::session_cleared`].
+    pub session_cleared: Option<String>,
+    /// See [`Texts::reset_failed`].
+    pub reset_failed: Option<String>,
+}
+
+impl TextOverrides {
+    /// Refuses empty strings (a user would get an empty message).
+    ///
+    /// # Errors
+    /// The name of the first empty field.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let fields = [
+            ("unavailable", &self.unavailable),
+            ("taking_too_long", &self.taking_too_long),
+            ("message_too_long", &self.message_too_long),
+            ("session_cleared", &self.session_cleared),
+            ("reset_failed", &self.reset_failed),
+        ];
+        match fields
+            .into_iter()
+            .find(|(_, v)| v.as_deref().is_some_and(|s| s.trim().is_empty()))
+        {
+            Some((name, _)) => Err(name),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let over = TextOverrides {
+            unavailable: Some("down".into()),
+            ..TextOverrides::default()
+        };
+        let t = Texts::builtin("pt-BR").with(&over);
+        assert_eq!(t.unavailable, "down");
+        assert_eq!(t.reset_failed, "❌ Erro ao limpar sessão. Tente novamente.");
+        assert_eq!(
+            Texts::builtin("en").message_too_long,
+            "Your message is too long. Please shorten it and try again."
+        );
+        let empty = TextOverrides {
+            reset_failed: Some(" ".into()),
+            ..TextOverrides::default()
+        };
+        assert_eq!(empty.validate(), Err("reset_failed"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Shared helpers for the service tests: a deterministic in-memory backend, a service started
+//! on 127.0.0.1:0 in-process, and a tiny HTTP client.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use omni_bridge::config::{BridgeConfig, GatewayEntry};
+use omni_bridge::register::http::{HttpClient, HttpReply};
+use omni_bridge::service::Service;
+use omni_bridge::service::agent_backend::{
+    AgentBackend, BackendError, BackendReply, BackendRun, GatewayHealth,
+};
+use parking_lot::Mutex;
+use shared_protocol::{Secret, SessionKey};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const INBOUND: &str = "inbound-secret-123";
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the fake does with the next run.
+pub enum Step {
+    Reply(String),
+    Fail(BackendError),
+}
+
+/// A backend that answers like the fake LLM, records every call, and can hold runs until
+/// released.
+#[derive(Default)]
+pub struct FakeBackend {
+    pub runs: Mutex<Vec<BackendRun>>,
+    pub resets: Mutex<Vec<(String, SessionKey)>>,
+    pub script: Mutex<VecDeque<Step>>,
+    pub reset_results: Mutex<VecDeque<BackendError>>,
+    pub health: Mutex<Vec<GatewayHealth>>,
+    /// When set, every run waits for a permit.
+    pub gate: Mutex<Option<Arc<Semaphore>>>,
+    /// Number of runs started so far.
+    pub started: tokio::sync::watch::Sender<usize>,
+}
+
+impl FakeBackend {
+    pub fn new() -> Arc<Self> {
+        let f = Self::default();
+        *f.health.lock() = vec![healthy("default")];
+        Arc::new(f)
+    }
+
+    pub fn hold(&self) -> Arc<Semaphore> {
+        let s = Arc::new(Semaphore::new(0));
+        *self.gate.lock() = Some(s.clone());
+        s
+    }
+
+    pub async fn wait_started(&self, n: usize) {
+        let mut rx = self.started.subscribe();
+        rx.wait_for(|c| *c >= n).await.unwrap();
+    }
+
+    pub fn run_count(&self) -> usize {
+        self.runs.lock().len()
+    }
+}
+
+pub fn healthy(name: &str) -> GatewayHealth {
+    GatewayHealth {
+        name: name.into(),
+        state: "connected".into(),
+        connected: true,
+        ever_connected: true,
+        breaker_open: false,
+        in_flight: 0,
+        queued: 0,
+        last_error: None,
+    }
+}
+
+pub fn fake_reply(message: &str) -> String {
+    format!("FAKE-REPLY: you said <<{message}>>. chunk-a chunk-b chunk-c")
+}
+
+impl AgentBackend for FakeBackend {
+    fn run(&self, run: BackendRun) -> BoxFuture<'static, Result<BackendReply, BackendError>> {
+        self.runs.lock().push(run.clone());
+        let step = self.script.lock().pop_front();
+        let gate = self.gate.lock().clone();
+        self.started.send_modify(|n| *n += 1);
+        async move {
+            if let Some(g) = gate {
+                let _permit = g.acquire().await;
+            }
+            match step {
+                Some(Step::Fail(e)) => Err(e),
+                Some(Step::Reply(text)) => Ok(BackendReply {
+                    run_id: run.idempotency_key,
+                    text,
+                    aborted: false,
+                    time_to_first_delta: Some(Duration::from_millis(3)),
+                }),
+                None => Ok(BackendReply {
+                    run_id: run.idempotency_key,
+                    text: fake_reply(&run.message),
+                    aborted: false,
+                    time_to_first_delta: Some(Duration::from_millis(3)),
+                }),
+            }
+        }
+        .boxed()
+    }
+
+    fn reset(
+        &self,
+        gateway: &str,
+        key: &SessionKey,
+    ) -> BoxFuture<'static, Result<(), BackendError>> {
+        self.resets.lock().push((gateway.to_string(), key.clone()));
+        let result = self.reset_results.lock().pop_front();
+        async move { result.map_or(Ok(()), Err) }.boxed()
+    }
+
+    fn health(&self) -> Vec<GatewayHealth> {
+        self.health.lock().clone()
+    }
+}
+
+pub fn base_config() -> BridgeConfig {
+    BridgeConfig::single(
+        GatewayEntry::new("ws://127.0.0.1:1", Secret::new("gw".to_string())),
+        "main",
+        Secret::new(INBOUND.to_string()),
+    )
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<std::io::Result<()>>,
+    pub client: HttpClient,
+    pub registry: prometheus::Registry,
+}
+
+pub async fn start(config: BridgeConfig, backend: Arc<FakeBackend>) -> Running {
+    config.validate().unwrap();
+    let registry = prometheus::Registry::new();
+    let service = Service::new(&config, backend, &registry).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(omni_bridge::service::run(
+        listener,
+        service,
+        shutdown.clone(),
+    ));
+    Running {
+        addr,
+        shutdown,
+        task,
+        client: HttpClient::new(TEST_TIMEOUT),
+        registry,
+    }
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn trigger_raw(&self, agent: &str, body: &str, auth: Option<&str>) -> HttpReply {
+        let mut headers = vec![("x-omni-provider", "webhook")];
+        let bearer = auth.map(|a| format!("Bearer {a}"));
+        if let Some(b) = &bearer {
+            headers.push(("authorization", b.as_str()));
+        }
+        self.client
+            .send_raw(
+                http::Method::POST,
+                &self.url(&format!("/omni/agents/{agent}/trigger")),
+                &headers,
+                bytes::Bytes::from(body.to_string()),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub async fn trigger(&self, body: &serde_json::Value) -> HttpReply {
+        self.trigger_raw("main", &body.to_string(), Some(INBOUND))
+            .await
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub fn golden(name: &str) -> serde_json::Value {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// An Omni-shaped message body.
+pub fn message(
+    instance: &str,
+    chat: &str,
+    sender: &str,
+    text: &str,
+    trace: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event": {},
+        "instance": { "id": instance, "channelType": "whatsapp-baileys" },
+        "chat": { "id": chat },
+        "sender": { "id": format!("{sender}-id"), "name": sender },
+        "content": { "text": text },
+        "traceId": trace,
+        "replyEndpoint": "POST /api/v2/messages/send"
+    })
+}
