@@ -7,12 +7,16 @@ importable as they are (Prometheus data source chosen through the `datasource` v
 """
 import json
 import os
+import sys
+
+sys.dont_write_bytecode = True  # importing panels.py must not leave __pycache__ in the repo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DS = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def panel(pid, title, exprs, x, y, unit="short", kind="timeseries", w=12, h=8, description=""):
+def panel(pid, title, exprs, x, y, unit="short", kind="timeseries", w=12, h=8, description="",
+          mappings=None):
     targets = [{"datasource": DS, "expr": e, "legendFormat": legend, "refId": chr(65 + i)}
                for i, (e, legend) in enumerate(exprs)]
     p = {
@@ -22,6 +26,13 @@ def panel(pid, title, exprs, x, y, unit="short", kind="timeseries", w=12, h=8, d
         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                     "tooltip": {"mode": "multi", "sort": "desc"}},
     }
+    if mappings:
+        p["fieldConfig"]["defaults"]["mappings"] = [
+            {"type": "value", "options": {value: {"text": text, "index": i}
+                                          for i, (value, text) in enumerate(mappings.items())}}]
+    if kind == "state-timeline":
+        p["options"] = {"showValue": "auto", "mergeValues": True, "rowHeight": 0.9,
+                        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}}
     if kind == "stat":
         p["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
                         "colorMode": "background", "graphMode": "none", "textMode": "auto"}
@@ -35,7 +46,8 @@ def dashboard(uid, title, description, rows, extra_vars=()):
         for spec in row:
             w = spec.get("w", 24 // len(row))
             panels.append(panel(len(panels) + 1, spec["title"], spec["exprs"], x, y, spec.get("unit", "short"),
-                                spec.get("kind", "timeseries"), w, spec.get("h", 8), spec.get("description", "")))
+                                spec.get("kind", "timeseries"), w, spec.get("h", 8), spec.get("description", ""),
+                                spec.get("mappings")))
             x += w
         y += max(s.get("h", 8) for s in row)
     templating = [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source",

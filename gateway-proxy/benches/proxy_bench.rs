@@ -2,14 +2,24 @@
 //! same gateway stand-in and versus nginx as a plain WebSocket proxy, plus memory per idle
 //! proxied connection. Prints a markdown table.
 //!
-//! Run: `cargo bench -p gateway-proxy --bench proxy_bench -- [--secs 3] [--rounds 1] [--idle 500]`
+//! Run: `cargo bench -p gateway-proxy --bench proxy_bench -- [--secs 3] [--rounds 1] [--idle 500]
+//! [--hello-bytes 16000] [--before-exe PATH]`
+//!
+//! `--hello-bytes` pads the stand-in's hello-ok (the real gateway's is ~16 KB; buffers that grow
+//! for it must not stay per idle connection). `--before-exe` adds a second proxy target run from
+//! another build of this bench (e.g. a copy made before a change), for before/after in one run.
 //!
 //! The stand-in, the proxy and nginx each run as a child process (this binary re-executed in a
 //! role) pinned with `taskset` to CPU 1; the load generator is pinned to CPU 0. Loopback only.
 //! Each cell: N connections, closed loop (send `req`, wait for `res`, repeat) for `--secs`.
 
 // A benchmark harness, not service code: any failure should abort the run loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err,
+    missing_docs
+)]
 
 #[path = "support/stub.rs"]
 mod stub;
@@ -46,7 +56,10 @@ fn main() {
             .unwrap()
     };
     match role.as_str() {
-        "role-stub" => rt().block_on(run_stub(arg("--port", "0").parse().unwrap())),
+        "role-stub" => rt().block_on(run_stub(
+            arg("--port", "0").parse().unwrap(),
+            arg("--hello-bytes", "0").parse().unwrap(),
+        )),
         "role-proxy" => rt().block_on(run_proxy(arg("--upstream", ""), arg("--port", "0"))),
         _ => {
             pin_self(0);
@@ -57,13 +70,19 @@ fn main() {
 
 fn pin_self(cpu: usize) {
     let _ = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string(), &std::process::id().to_string()])
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
         .stdout(Stdio::null())
         .status();
 }
 
-async fn run_stub(port: u16) {
-    let s = stub::start_on(SocketAddr::from(([127, 0, 0, 1], port)), None).await;
+async fn run_stub(port: u16, hello_pad: usize) {
+    let s = stub::start_with(SocketAddr::from(([127, 0, 0, 1], port)), None, hello_pad).await;
     println!("ready {}", s.addr);
     std::future::pending::<()>().await;
 }
@@ -115,7 +134,10 @@ impl Drop for Proc {
 }
 
 fn spawn_role(args: &[&str]) -> Proc {
-    let exe = std::env::current_exe().unwrap();
+    spawn_role_of(std::env::current_exe().unwrap(), args)
+}
+
+fn spawn_role_of(exe: std::path::PathBuf, args: &[&str]) -> Proc {
     let mut child = Command::new("taskset")
         .arg("-c")
         .arg("1")
@@ -171,7 +193,10 @@ http {{
         d = dir.display()
     );
     let path = dir.join("nginx.conf");
-    std::fs::File::create(&path).ok()?.write_all(conf.as_bytes()).ok()?;
+    std::fs::File::create(&path)
+        .ok()?
+        .write_all(conf.as_bytes())
+        .ok()?;
     let child = Command::new("taskset")
         .args(["-c", "1", "nginx", "-p"])
         .arg(&dir)
@@ -191,19 +216,17 @@ http {{
     None
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: SocketAddr, token: &str) -> Ws {
     let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-        format!("ws://{addr}"),
-        Some(cfg),
-        true,
-    )
-    .await
-    .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{addr}"), Some(cfg), true)
+            .await
+            .unwrap();
     let _challenge = ws.next().await;
     let connect = serde_json::json!({"type":"req","id":"c","method":"connect","params":{
         "minProtocol":4,"maxProtocol":4,
@@ -273,6 +296,15 @@ async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
     }
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -314,11 +346,19 @@ async fn bench() {
     let memory_only = std::env::args().any(|a| a == "--memory-only");
     let rounds: usize = arg("--rounds", "1").parse().unwrap();
     let idle: usize = arg("--idle", "500").parse().unwrap();
-    let stub = spawn_role(&["role-stub", "--port", "0"]);
+    let hello_bytes = arg("--hello-bytes", "16000");
+    let before_exe = arg("--before-exe", "");
+    println!("load average at start: {}", load_average());
+    let stub = spawn_role(&["role-stub", "--port", "0", "--hello-bytes", &hello_bytes]);
     let stub_url = format!("ws://{}", stub.addr);
-    let proxy = spawn_role(&["role-proxy", "--upstream", &stub_url, "--port", "0"]);
+    let proxy_args = ["role-proxy", "--upstream", &stub_url, "--port", "0"];
+    let proxy = spawn_role(&proxy_args);
+    let before = (!before_exe.is_empty()).then(|| spawn_role_of(before_exe.into(), &proxy_args));
     let nginx = spawn_nginx(stub.addr);
     let mut targets = vec![("direct", stub.addr), ("gateway-proxy", proxy.addr)];
+    if let Some(b) = &before {
+        targets.push(("proxy-before", b.addr));
+    }
     if let Some((n, _)) = &nginx {
         targets.push(("nginx", n.addr));
     } else {
@@ -346,17 +386,30 @@ async fn bench() {
     } else {
         print_table(&targets, &results, rounds);
     }
+    println!("load average after the throughput runs: {}", load_average());
     let proxy_mem = idle_memory(proxy.addr, proxy.child.id(), idle).await;
+    let before_mem = match &before {
+        Some(b) => Some(idle_memory(b.addr, b.child.id(), idle).await),
+        None => None,
+    };
     let nginx_mem = match &nginx {
         Some((n, _)) => {
-            let worker = children(n.child.id()).first().copied().unwrap_or(n.child.id());
+            let worker = children(n.child.id())
+                .first()
+                .copied()
+                .unwrap_or(n.child.id());
             Some(idle_memory(n.addr, worker, idle).await)
         }
         None => None,
     };
-    println!("\n| idle memory per proxied connection ({idle} conns, RSS delta, userland) | KiB |");
+    println!(
+        "\n| idle memory per proxied connection ({idle} conns, hello-ok padded by {hello_bytes} B, RSS delta, userland) | KiB |"
+    );
     println!("|---|---|");
     println!("| gateway-proxy | {proxy_mem:.1} |");
+    if let Some(m) = before_mem {
+        println!("| proxy-before | {m:.1} |");
+    }
     if let Some(m) = nginx_mem {
         println!("| nginx (worker) | {m:.1} |");
     }

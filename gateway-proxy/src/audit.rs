@@ -170,12 +170,17 @@ mod tests {
         });
         log.record(AuditEvent::new(AuditKind::Disconnect, peer, 3));
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "denied");
         assert_eq!(lines[0]["credential"], "bridge");
-        assert_eq!(lines[0]["method"].as_str().unwrap().len(), MAX_AUDIT_METHOD_LEN);
+        assert_eq!(
+            lines[0]["method"].as_str().unwrap().len(),
+            MAX_AUDIT_METHOD_LEN
+        );
         assert!(lines[1].get("credential").is_none() && lines[1]["ts_ms"].as_u64().unwrap() > 0);
         std::fs::remove_file(path).unwrap();
     }

@@ -58,7 +58,8 @@ pub enum Command {
 /// `--config`.
 #[derive(Debug, Args)]
 pub struct ConfigArg {
-    /// Config file (TOML). See docs for every key; unknown keys are errors.
+    /// Config file (TOML); every key is documented in gateway-proxy/proxy.example.toml. Unknown
+    /// keys are errors.
     #[arg(long, short, env = "GATEWAY_PROXY_CONFIG")]
     pub config: PathBuf,
 }
@@ -312,7 +313,11 @@ mod tests {
             .find_map(|l| l.strip_prefix("# token = "))
             .unwrap()
             .to_string();
-        let toml_part: String = out.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+        let toml_part: String = out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
         #[derive(serde::Deserialize)]
         struct F {
             credentials: Vec<crate::config::CredentialConfig>,
@@ -320,12 +325,14 @@ mod tests {
         let f: F = toml::from_str(&toml_part).unwrap();
         let store = crate::credential::CredentialStore::from_config(&f.credentials).unwrap();
         assert_eq!(store.authenticate(&secret).unwrap().id, "bridge");
-        assert!(new_credential(&NewCredentialArgs {
-            name: "x".into(),
-            scopes: vec!["operator.bogus".into()],
-            deny_methods: vec![],
-        })
-        .is_err());
+        assert!(
+            new_credential(&NewCredentialArgs {
+                name: "x".into(),
+                scopes: vec!["operator.bogus".into()],
+                deny_methods: vec![],
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -448,13 +448,19 @@ scopes = ["operator.read", "operator.write"]
                 minimal().replace("127.0.0.1:0", "0.0.0.0:0"),
                 "not a loopback address",
             ),
-            (minimal().replace("ws://", "http://"), "must start with ws://"),
+            (
+                minimal().replace("ws://", "http://"),
+                "must start with ws://",
+            ),
             (
                 minimal().replace("operator.write", "operator.wrte"),
                 "unknown scope \"operator.wrte\"",
             ),
             (minimal().replace(HASH, "abc"), "token_sha256"),
-            (minimal().replace("token = \"gw\"", ""), "GATEWAY_PROXY_UPSTREAM_TOKEN"),
+            (
+                minimal().replace("token = \"gw\"", ""),
+                "GATEWAY_PROXY_UPSTREAM_TOKEN",
+            ),
             (
                 minimal().replace("plain = \"127.0.0.1:0\"", "tls = \"127.0.0.1:0\""),
                 "[tls] section",

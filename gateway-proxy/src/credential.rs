@@ -200,11 +200,9 @@ mod tests {
         let b = generate_token().unwrap();
         assert_ne!(a.expose(), b.expose());
         assert!(a.expose().starts_with(TOKEN_PREFIX) && a.expose().len() == 47);
-        let store = CredentialStore::from_config(&[
-            config("a", a.expose(), 1),
-            config("b", b.expose(), 1),
-        ])
-        .unwrap();
+        let store =
+            CredentialStore::from_config(&[config("a", a.expose(), 1), config("b", b.expose(), 1)])
+                .unwrap();
         assert_eq!(store.authenticate(a.expose()).unwrap().id, "a");
         assert_eq!(store.authenticate(b.expose()).unwrap().id, "b");
         assert!(store.authenticate("gwp_wrong").is_none());

@@ -13,14 +13,14 @@ use shared_protocol::close_code;
 use shared_protocol::connect::{Challenge, ClientId, ClientMode, ConnectAuth, ConnectParams, Role};
 use shared_protocol::device::verify_proof;
 use shared_protocol::frame::{Frame, encode_event, encode_response_ok};
-use shared_protocol::limits::{MAX_PREAUTH_PAYLOAD_BYTES, PROTOCOL_VERSION};
+use shared_protocol::limits::PROTOCOL_VERSION;
 use shared_protocol::{DetailCode, ErrorCode, ErrorShape, Scope, ScopeSet};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::config::UpstreamIdentity;
@@ -110,15 +110,23 @@ fn auth_error(detail: DetailCode, message: &str) -> ErrorShape {
 }
 
 fn auth_refusal(id: &str, detail: DetailCode, message: &str, cred: Option<&Credential>) -> Refusal {
-    Refusal::new(ConnOutcome::AuthFailed, close_code::POLICY_VIOLATION, message)
-        .answer(id, auth_error(detail.clone(), message))
-        .audited(AuditKind::AuthFailure, detail.as_str(), cred)
+    Refusal::new(
+        ConnOutcome::AuthFailed,
+        close_code::POLICY_VIOLATION,
+        message,
+    )
+    .answer(id, auth_error(detail.clone(), message))
+    .audited(AuditKind::AuthFailure, detail.as_str(), cred)
 }
 
 fn limited_refusal(id: &str, l: Limited, cred: Option<&Credential>) -> Refusal {
-    Refusal::new(ConnOutcome::RateLimited, close_code::TRY_AGAIN_LATER, "rate limited")
-        .answer(id, rate_limited_error(l))
-        .audited(AuditKind::RateLimited, l.kind.as_str(), cred)
+    Refusal::new(
+        ConnOutcome::RateLimited,
+        close_code::TRY_AGAIN_LATER,
+        "rate limited",
+    )
+    .answer(id, rate_limited_error(l))
+    .audited(AuditKind::RateLimited, l.kind.as_str(), cred)
 }
 
 /// Sends a refusal's answer and close frame (bounded in time), counts and audits it.
@@ -157,8 +165,12 @@ pub(crate) async fn refuse<S>(
     let _ = tokio::time::timeout(REFUSAL_SEND_TIMEOUT, deliver).await;
 }
 
-/// Reads the client's first data frame within the deadline, capped at 64 KiB (close 1009).
-async fn read_preauth<S>(client: &mut WebSocketStream<S>, deadline: Instant) -> Result<Utf8Bytes, Refusal>
+/// Reads the client's first data frame within the deadline, capped at 64 KiB (close 1009) by
+/// the socket's [pre-auth config](crate::ws::preauth_config).
+async fn read_preauth<S>(
+    client: &mut WebSocketStream<S>,
+    deadline: Instant,
+) -> Result<Utf8Bytes, Refusal>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -178,16 +190,13 @@ where
                     "handshake timeout",
                 ));
             }
+            // The socket's pre-auth config caps messages at MAX_PREAUTH_PAYLOAD_BYTES: a
+            // larger one fails on its header, before it is buffered.
+            Ok(Some(Err(WsError::Capacity(_)))) => return Err(too_large()),
             Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => {
                 return Err(Refusal::silent(ConnOutcome::HandshakeFailed));
             }
-            Ok(Some(Ok(Message::Text(t)))) if t.len() > MAX_PREAUTH_PAYLOAD_BYTES => {
-                return Err(too_large());
-            }
             Ok(Some(Ok(Message::Text(t)))) => return Ok(t),
-            Ok(Some(Ok(Message::Binary(b)))) if b.len() > MAX_PREAUTH_PAYLOAD_BYTES => {
-                return Err(too_large());
-            }
             Ok(Some(Ok(Message::Binary(_)))) => {
                 return Err(Refusal::new(
                     ConnOutcome::HandshakeFailed,
@@ -203,8 +212,12 @@ where
 /// Parses the first frame as a `connect` request (closed schema, as the gateway does).
 fn parse_connect(text: &str) -> Result<(String, ConnectParams), Refusal> {
     let invalid = |id: &str, msg: String| {
-        Refusal::new(ConnOutcome::AuthFailed, close_code::POLICY_VIOLATION, "invalid handshake")
-            .answer(id, ErrorShape::new(ErrorCode::InvalidRequest, msg))
+        Refusal::new(
+            ConnOutcome::AuthFailed,
+            close_code::POLICY_VIOLATION,
+            "invalid handshake",
+        )
+        .answer(id, ErrorShape::new(ErrorCode::InvalidRequest, msg))
     };
     match Frame::parse(text) {
         Ok(Frame::Request(req)) if req.method == "connect" => {
@@ -231,10 +244,12 @@ fn check_protocol(id: &str, params: &ConnectParams) -> Result<(), Refusal> {
         return Ok(());
     }
     let msg = format!("protocol mismatch: server speaks {PROTOCOL_VERSION}");
-    Err(
-        Refusal::new(ConnOutcome::AuthFailed, close_code::PROTOCOL_MISMATCH, "protocol mismatch")
-            .answer(id, auth_error(DetailCode::ProtocolMismatch, &msg)),
+    Err(Refusal::new(
+        ConnOutcome::AuthFailed,
+        close_code::PROTOCOL_MISMATCH,
+        "protocol mismatch",
     )
+    .answer(id, auth_error(DetailCode::ProtocolMismatch, &msg)))
 }
 
 fn check_operator(id: &str, params: &ConnectParams) -> Result<(), Refusal> {
@@ -247,7 +262,10 @@ fn check_operator(id: &str, params: &ConnectParams) -> Result<(), Refusal> {
         )
         .answer(
             id,
-            ErrorShape::new(ErrorCode::Forbidden, "the proxy admits operator clients only"),
+            ErrorShape::new(
+                ErrorCode::Forbidden,
+                "the proxy admits operator clients only",
+            ),
         )),
     }
 }
@@ -289,7 +307,12 @@ fn check_device(
         None => Ok(None),
         Some(proof) => match verify_proof(params, proof, nonce, crate::clock::unix_ms()) {
             Ok(()) => Ok(Some(proof.id.clone())),
-            Err(e) => Err(auth_refusal(id, e.detail_code(), &e.to_string(), Some(cred))),
+            Err(e) => Err(auth_refusal(
+                id,
+                e.detail_code(),
+                &e.to_string(),
+                Some(cred),
+            )),
         },
     }
 }
@@ -318,7 +341,11 @@ fn upstream_refusal(shared: &Shared, id: Option<&str>, f: UpstreamFailure) -> Re
             tracing::warn!(error = %e, "gateway unreachable");
             (
                 UpstreamError::Connect,
-                ErrorShape::unavailable("gateway unavailable; retry shortly", "upstream-unavailable", 1000),
+                ErrorShape::unavailable(
+                    "gateway unavailable; retry shortly",
+                    "upstream-unavailable",
+                    1000,
+                ),
                 close_code::TRY_AGAIN_LATER,
             )
         }
@@ -335,7 +362,11 @@ fn upstream_refusal(shared: &Shared, id: Option<&str>, f: UpstreamFailure) -> Re
             let code = frame.map_or(close_code::TRY_AGAIN_LATER, |f| u16::from(f.code));
             (
                 UpstreamError::Handshake,
-                ErrorShape::unavailable("gateway handshake failed; retry shortly", "upstream-unavailable", 1000),
+                ErrorShape::unavailable(
+                    "gateway handshake failed; retry shortly",
+                    "upstream-unavailable",
+                    1000,
+                ),
                 code,
             )
         }
@@ -434,7 +465,13 @@ where
         .map_err(|_| Refusal::silent(ConnOutcome::HandshakeFailed))
 }
 
-fn audit_connect(shared: &Shared, ctx: &ConnCtx, cred: &Credential, scopes: ScopeSet, device: Option<&str>) {
+fn audit_connect(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    cred: &Credential,
+    scopes: ScopeSet,
+    device: Option<&str>,
+) {
     shared.metrics.connection(ConnOutcome::Accepted);
     shared.audit.record(AuditEvent {
         credential: Some(&cred.id),
@@ -475,10 +512,20 @@ where
         .and_then(|a| a.token.as_ref())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            auth_refusal(&id, DetailCode::AuthTokenMissing, "unauthorized: proxy token missing", None)
+            auth_refusal(
+                &id,
+                DetailCode::AuthTokenMissing,
+                "unauthorized: proxy token missing",
+                None,
+            )
         })?;
     let cred = shared.creds.authenticate(token.expose()).ok_or_else(|| {
-        auth_refusal(&id, DetailCode::AuthTokenMismatch, "unauthorized: proxy token mismatch", None)
+        auth_refusal(
+            &id,
+            DetailCode::AuthTokenMismatch,
+            "unauthorized: proxy token mismatch",
+            None,
+        )
     })?;
     check_operator(&id, &params)?;
     check_client_cert(&id, &cred, ctx)?;
@@ -494,12 +541,15 @@ where
         .map_err(|f| upstream_refusal(shared, Some(&id), f))?;
     let hello = shared
         .upstream
-        .hello(&mut upstream, upstream_params(&params, granted, shared), ctx.deadline)
+        .hello(
+            &mut upstream,
+            upstream_params(&params, granted, shared),
+            ctx.deadline,
+        )
         .await
         .map_err(|f| upstream_refusal(shared, Some(&id), f))?;
-    let (payload, scopes) = rewrite_hello(hello.get(), granted).map_err(|e| {
-        upstream_refusal(shared, Some(&id), UpstreamFailure::Broken(e, None))
-    })?;
+    let (payload, scopes) = rewrite_hello(hello.get(), granted)
+        .map_err(|e| upstream_refusal(shared, Some(&id), UpstreamFailure::Broken(e, None)))?;
     let text = encode_response_ok(&id, &payload)
         .map_err(|_| Refusal::silent(ConnOutcome::HandshakeFailed))?;
     send_text(client, text).await?;
@@ -535,6 +585,8 @@ where
     let challenge_text = read_raw(&mut upstream, ctx.deadline)
         .await
         .map_err(|f| upstream_refusal(shared, None, f))?;
+    // The gateway says nothing more until the connect: a frame boundary.
+    upstream.get_mut().arm();
     let nonce = match Frame::parse(&challenge_text) {
         Ok(Frame::Event(ev)) if ev.event == "connect.challenge" => ev
             .payload_as::<Challenge>()
@@ -547,22 +599,39 @@ where
     let (id, params) = parse_connect(&first)?;
     check_handshake_rate(shared, ctx, &id)?;
     let auth = params.auth.clone().unwrap_or_default();
-    let token = [&auth.token, &auth.password, &auth.device_token, &auth.bootstrap_token]
-        .into_iter()
-        .flatten()
-        .find(|t| !t.is_empty())
-        .ok_or_else(|| {
-            auth_refusal(&id, DetailCode::AuthTokenMissing, "unauthorized: token missing", None)
-        })?;
+    let token = [
+        &auth.token,
+        &auth.password,
+        &auth.device_token,
+        &auth.bootstrap_token,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|t| !t.is_empty())
+    .ok_or_else(|| {
+        auth_refusal(
+            &id,
+            DetailCode::AuthTokenMissing,
+            "unauthorized: token missing",
+            None,
+        )
+    })?;
     let cred = shared.creds.authenticate(token.expose()).ok_or_else(|| {
-        auth_refusal(&id, DetailCode::AuthTokenMismatch, "unauthorized: token not allowed by proxy", None)
+        auth_refusal(
+            &id,
+            DetailCode::AuthTokenMismatch,
+            "unauthorized: token not allowed by proxy",
+            None,
+        )
     })?;
     check_operator(&id, &params)?;
     check_client_cert(&id, &cred, ctx)?;
     let device = check_device(&id, &cred, &params, &nonce)?;
     let requested = strict_scopes(&id, &params)?;
     if let Some(missing) = requested.iter().find(|s| !cred.policy.grant.satisfies(*s)) {
-        shared.metrics.denial(crate::policy::Denial::MissingScope(missing));
+        shared
+            .metrics
+            .denial(crate::policy::Denial::MissingScope(missing));
         return Err(Refusal::new(
             ConnOutcome::AuthFailed,
             close_code::POLICY_VIOLATION,
@@ -575,7 +644,13 @@ where
     upstream
         .send(Message::Text(first.clone()))
         .await
-        .map_err(|e| upstream_refusal(shared, Some(&id), UpstreamFailure::Broken(e.to_string(), None)))?;
+        .map_err(|e| {
+            upstream_refusal(
+                shared,
+                Some(&id),
+                UpstreamFailure::Broken(e.to_string(), None),
+            )
+        })?;
     loop {
         let text = read_raw(&mut upstream, ctx.deadline)
             .await
@@ -590,7 +665,11 @@ where
             let err = res
                 .error()
                 .unwrap_or_else(|| ErrorShape::new(ErrorCode::InvalidRequest, "refused"));
-            return Err(upstream_refusal(shared, Some(&id), UpstreamFailure::Refused(err)));
+            return Err(upstream_refusal(
+                shared,
+                Some(&id),
+                UpstreamFailure::Refused(err),
+            ));
         }
         let granted = res
             .payload_as::<shared_protocol::connect::HelloOk>()

@@ -65,10 +65,7 @@ pub fn inspect<'a>(text: &'a str, session: &Session, limits: &RateLimits) -> Ver
         return Verdict::Invalid;
     };
     let cred = &session.credential;
-    if let Err(denial) = cred
-        .policy
-        .check(&req.method, req.params, session.scopes)
-    {
+    if let Err(denial) = cred.policy.check(&req.method, req.params, session.scopes) {
         return Verdict::Deny {
             id: req.id,
             method: req.method,
@@ -161,18 +158,31 @@ mod tests {
     async fn verdicts() {
         let s = session(&["operator.read", "operator.write"], &["models.list"]);
         let l = RateLimits::new(&LimitsConfig::default());
-        let req = |m: &str, p: &str| format!(r#"{{"type":"req","id":"r1","method":"{m}","params":{p}}}"#);
-        assert!(matches!(inspect(&req("health", "{}"), &s, &l), Verdict::Forward));
+        let req =
+            |m: &str, p: &str| format!(r#"{{"type":"req","id":"r1","method":"{m}","params":{p}}}"#);
+        assert!(matches!(
+            inspect(&req("health", "{}"), &s, &l),
+            Verdict::Forward
+        ));
         let reset = req("sessions.reset", r#"{"key":"main"}"#);
         let Verdict::Deny { id, denial, .. } = inspect(&reset, &s, &l) else {
             panic!()
         };
-        assert_eq!((id.as_ref(), denial), ("r1", Denial::MissingScope(Scope::Admin)));
+        assert_eq!(
+            (id.as_ref(), denial),
+            ("r1", Denial::MissingScope(Scope::Admin))
+        );
         assert!(matches!(
             inspect(&req("models.list", "{}"), &s, &l),
-            Verdict::Deny { denial: Denial::DenyList, .. }
+            Verdict::Deny {
+                denial: Denial::DenyList,
+                ..
+            }
         ));
-        assert!(matches!(inspect(r#"{"type":"event","event":"x"}"#, &s, &l), Verdict::Invalid));
+        assert!(matches!(
+            inspect(r#"{"type":"event","event":"x"}"#, &s, &l),
+            Verdict::Invalid
+        ));
         assert!(matches!(inspect("not json", &s, &l), Verdict::Invalid));
     }
 
@@ -184,10 +194,16 @@ mod tests {
             ..LimitsConfig::default()
         });
         let send = |k: &str| {
-            format!(r#"{{"type":"req","id":"x","method":"chat.send","params":{{"sessionKey":"{k}","message":"m","idempotencyKey":"i"}}}}"#)
+            format!(
+                r#"{{"type":"req","id":"x","method":"chat.send","params":{{"sessionKey":"{k}","message":"m","idempotencyKey":"i"}}}}"#
+            )
         };
-        assert!(matches!(inspect(&send("Main-Chat"), &s, &l), Verdict::Forward));
-        let Verdict::Limited { limited, .. } = inspect(&send("agent:main:main-chat"), &s, &l) else {
+        assert!(matches!(
+            inspect(&send("Main-Chat"), &s, &l),
+            Verdict::Forward
+        ));
+        let Verdict::Limited { limited, .. } = inspect(&send("agent:main:main-chat"), &s, &l)
+        else {
             panic!("same canonical key must share the budget")
         };
         assert_eq!(limited.kind, LimitKind::ChatSendSession);

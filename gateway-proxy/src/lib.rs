@@ -8,7 +8,8 @@
 //! - [`config`]: the TOML file, defaults, validation.
 //! - [`credential`], [`policy`]: who may connect and what they may call.
 //! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
-//! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure.
+//! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure;
+//!   [`frame_gate`], [`ws`]: socket settings and fresh buffers after the handshake.
 //! - [`rate_limit`], [`audit`], [`metrics`], [`admin`]: limits and observability.
 //! - [`tls`], [`pin`]: certificates, reload, upstream pinning.
 //! - [`server`]: listeners, admission, shutdown; [`cli`]: the commands.
@@ -21,11 +22,11 @@ pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod error;
+pub mod frame_gate;
 pub mod handshake;
 pub mod inspector;
-pub mod logging;
+pub mod loopback;
 pub mod metrics;
-pub mod pin;
 pub mod policy;
 pub mod rate_limit;
 pub mod relay;
@@ -33,6 +34,10 @@ pub mod server;
 pub mod tls;
 pub mod upstream;
 pub mod ws;
+
+/// Certificate pins and the pinned-certificate verifier (the workspace's one implementation, in
+/// `shared-protocol`), kept at `gateway_proxy::pin`.
+pub use shared_protocol::pin;
 
 pub use config::Config;
 pub use error::{ErrorKind, ProxyError};

@@ -4,12 +4,16 @@ use anyhow::Context;
 use clap::Parser;
 use gateway_proxy::cli::{Cli, Command, CredentialCommand};
 fn init_tracing(format: &str) {
-    let filter = gateway_proxy::logging::filter("info");
+    let filter = shared_protocol::log_filter::env_filter("info");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.init();
     }
@@ -24,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
             gateway_proxy::cli::serve(args).await.context("serve")?;
             return Ok(());
         }
-        Command::Credential(CredentialCommand::New(args)) => gateway_proxy::cli::new_credential(args)?,
+        Command::Credential(CredentialCommand::New(args)) => {
+            gateway_proxy::cli::new_credential(args)?
+        }
         Command::Fingerprint(args) => gateway_proxy::cli::fingerprint(&args.cert)?,
         Command::SelfSigned(args) => gateway_proxy::cli::self_signed(args)?,
         Command::CheckConfig(args) => gateway_proxy::cli::check_config(args)?,

@@ -119,17 +119,26 @@ impl Metrics {
             IntGauge::new(format!("{p}connections_open"), "Proxied connections open")?;
         reg(Box::new(connections_open.clone()))?;
         let conns = IntCounterVec::new(
-            Opts::new(format!("{p}connections_total"), "Connection attempts by outcome"),
+            Opts::new(
+                format!("{p}connections_total"),
+                "Connection attempts by outcome",
+            ),
             &["outcome"],
         )?;
         reg(Box::new(conns.clone()))?;
         let frames = IntCounterVec::new(
-            Opts::new(format!("{p}frames_total"), "Frames by direction and verdict"),
+            Opts::new(
+                format!("{p}frames_total"),
+                "Frames by direction and verdict",
+            ),
             &["direction", "verdict"],
         )?;
         reg(Box::new(frames.clone()))?;
         let denials = IntCounterVec::new(
-            Opts::new(format!("{p}denials_total"), "Requests denied by policy, by reason"),
+            Opts::new(
+                format!("{p}denials_total"),
+                "Requests denied by policy, by reason",
+            ),
             &["reason"],
         )?;
         reg(Box::new(denials.clone()))?;
@@ -139,7 +148,10 @@ impl Metrics {
         )?;
         reg(Box::new(limits.clone()))?;
         let upstream_errors = IntCounterVec::new(
-            Opts::new(format!("{p}upstream_errors_total"), "Upstream failures by kind"),
+            Opts::new(
+                format!("{p}upstream_errors_total"),
+                "Upstream failures by kind",
+            ),
             &["kind"],
         )?;
         reg(Box::new(upstream_errors.clone()))?;
@@ -164,7 +176,10 @@ impl Metrics {
         )?;
         reg(Box::new(upstream_up.clone()))?;
         let tls_reloads = IntCounterVec::new(
-            Opts::new(format!("{p}tls_reloads_total"), "Certificate reloads by result"),
+            Opts::new(
+                format!("{p}tls_reloads_total"),
+                "Certificate reloads by result",
+            ),
             &["result"],
         )?;
         reg(Box::new(tls_reloads.clone()))?;
@@ -179,7 +194,8 @@ impl Metrics {
                 .collect(),
             frames_client_forwarded: frames.with_label_values(&["client_to_upstream", "forwarded"]),
             frames_client_denied: frames.with_label_values(&["client_to_upstream", "denied"]),
-            frames_client_limited: frames.with_label_values(&["client_to_upstream", "rate_limited"]),
+            frames_client_limited: frames
+                .with_label_values(&["client_to_upstream", "rate_limited"]),
             frames_client_invalid: frames.with_label_values(&["client_to_upstream", "invalid"]),
             frames_upstream_forwarded: frames
                 .with_label_values(&["upstream_to_client", "forwarded"]),

@@ -188,8 +188,16 @@ mod tests {
             ("agent", Some(r#"{"message":"hi"}"#), W),
             ("agent", Some(r#"{"message":"/reset"}"#), A),
             ("sessions.patch", Some(r#"{"key":"k","archived":true}"#), W),
-            ("sessions.patch", Some(r#"{"key":"k","permissionMode":"full"}"#), A),
-            ("sessions.delete", Some(r#"{"key":"k","archivedOnly":true}"#), W),
+            (
+                "sessions.patch",
+                Some(r#"{"key":"k","permissionMode":"full"}"#),
+                A,
+            ),
+            (
+                "sessions.delete",
+                Some(r#"{"key":"k","archivedOnly":true}"#),
+                W,
+            ),
             ("sessions.delete", Some(r#"{"key":"k"}"#), A),
             ("sessions.create", Some(r#"{"key":"agent:main:x"}"#), W),
             ("sessions.create", Some(r#"{"incognito":true}"#), A),
@@ -251,6 +259,9 @@ mod tests {
         let e = Denial::DenyList.to_error("chat.send");
         assert_eq!(e.code, ErrorCode::Forbidden);
         assert_eq!(e.detail_code(), Some(DetailCode::MethodNotAllowed));
-        assert_eq!(Denial::UnknownMethod.to_error("x").reason(), Some("unknown-method"));
+        assert_eq!(
+            Denial::UnknownMethod.to_error("x").reason(),
+            Some("unknown-method")
+        );
     }
 }

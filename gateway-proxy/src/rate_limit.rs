@@ -54,8 +54,7 @@ impl Clock for TokioClock {
     }
 }
 
-type Keyed<K> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, TokioClock, NoOpMiddleware<TokioInstant>>;
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, TokioClock, NoOpMiddleware<TokioInstant>>;
 
 /// Which limit was hit (closed label set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

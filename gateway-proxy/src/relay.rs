@@ -5,8 +5,9 @@
 //! bytes (the received `Utf8Bytes` itself, no copy, no re-serialisation). Gateway frames are not
 //! parsed at all. One task owns both sockets, so a write waits only on its own socket: a client
 //! that stops reading stalls the gateway -> client direction, and after the slow-consumer timeout
-//! it is closed 1008 "slow consumer" as the gateway would. Nothing queues in between, so memory
-//! per connection stays at the two sockets' small buffers.
+//! it is closed 1008 "slow consumer" as the gateway would (a gateway that stops reading for as
+//! long ends the connection too). Nothing queues in between, so memory per connection stays at
+//! the two sockets' small buffers.
 
 use std::future::Future;
 use std::task::Poll;
@@ -231,7 +232,12 @@ where
 }
 
 /// Sends to the client; false when it failed or did not take the frame within `slow`.
-async fn to_client<S>(shared: &Shared, client: &mut WebSocketStream<S>, msg: Message, slow: Duration) -> bool
+async fn to_client<S>(
+    shared: &Shared,
+    client: &mut WebSocketStream<S>,
+    msg: Message,
+    slow: Duration,
+) -> bool
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -259,6 +265,7 @@ async fn close_client<S>(client: &mut WebSocketStream<S>, code: u16, reason: &'s
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close(Some(close_frame(code, reason)))).await;
+    let _ =
+        tokio::time::timeout(CLOSE_TIMEOUT, client.close(Some(close_frame(code, reason)))).await;
     End::Upstream
 }

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -24,6 +25,7 @@ use crate::audit::AuditLog;
 use crate::config::{Config, IdentityMode};
 use crate::credential::CredentialStore;
 use crate::error::ProxyError;
+use crate::frame_gate::{GatedIo, into_relay};
 use crate::handshake::{ConnCtx, exchange, passthrough, refuse};
 use crate::metrics::{ConnOutcome, Metrics};
 use crate::rate_limit::RateLimits;
@@ -175,7 +177,11 @@ impl Proxy {
         };
         let result = load_certified_key(&t.cert, &t.key).map(|k| cert.store(k));
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.shared.metrics.tls_reloads.with_label_values(&[label]).inc();
+        self.shared
+            .metrics
+            .tls_reloads
+            .with_label_values(&[label])
+            .inc();
         result
     }
 
@@ -203,7 +209,11 @@ impl Proxy {
 
         if let Some(l) = listeners.admin {
             tracing::info!(addr = ?l.local_addr().ok(), "admin listening");
-            background.spawn(crate::admin::serve(l, Arc::clone(&self.shared), bg_stop.clone()));
+            background.spawn(crate::admin::serve(
+                l,
+                Arc::clone(&self.shared),
+                bg_stop.clone(),
+            ));
         }
         background.spawn(probe_loop(Arc::clone(&self.shared), bg_stop.clone()));
         background.spawn(evict_loop(Arc::clone(&self.shared), bg_stop.clone()));
@@ -227,10 +237,16 @@ impl Proxy {
         let grace = Duration::from_millis(self.shared.config.listen.drain_grace_ms);
         tracing::info!(open = conns.len(), ?grace, "draining");
         if tokio::time::timeout(grace, conns.wait()).await.is_err() {
-            tracing::warn!(open = conns.len(), "drain grace over; closing the rest with 1012");
+            tracing::warn!(
+                open = conns.len(),
+                "drain grace over; closing the rest with 1012"
+            );
         }
         shutdown.now.cancel();
-        if tokio::time::timeout(FORCED_CLOSE_TIMEOUT, conns.wait()).await.is_err() {
+        if tokio::time::timeout(FORCED_CLOSE_TIMEOUT, conns.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(open = conns.len(), "connections did not close in time");
         }
         bg_stop.cancel();
@@ -249,13 +265,17 @@ impl Proxy {
         let ws = tokio::time::timeout_at(
             ctx.deadline,
             Box::pin(tokio_tungstenite::accept_async_with_config(
-                stream,
-                Some(crate::ws::config()),
+                GatedIo::new(stream),
+                Some(crate::ws::preauth_config()),
             )),
         )
         .await;
         let mut client = match ws {
-            Ok(Ok(ws)) => ws,
+            Ok(Ok(mut ws)) => {
+                // The client speaks only after our challenge: this is a frame boundary.
+                ws.get_mut().arm();
+                ws
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
                 shared.metrics.connection(ConnOutcome::HandshakeFailed);
@@ -278,10 +298,24 @@ impl Proxy {
             () = stop.cancelled() => return,
             a = handshake => a,
         };
-        let admitted = match admitted {
+        let mut admitted = match admitted {
             Ok(a) => a,
             Err(refusal) => {
                 refuse(shared, &ctx, &mut client, refusal).await;
+                return;
+            }
+        };
+        // Fresh small buffers (and the relay's message cap) for the connection's life: the
+        // handshake's large frames (hello-ok) must not stay resident per idle connection.
+        let relay_sockets = async {
+            let client = into_relay(client, Role::Server).await?;
+            admitted.upstream = into_relay(admitted.upstream, Role::Client).await?;
+            Ok::<_, tokio_tungstenite::tungstenite::Error>((client, admitted))
+        };
+        let (client, admitted) = match relay_sockets.await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "connection lost right after its handshake");
                 return;
             }
         };

@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use crate::error::ProxyError;
-use crate::pin::{Pin, PinnedVerifier};
+use crate::pin::{Pin, pinned_client_config};
 
 /// The one crypto provider (ring); passed explicitly so no process-wide default is needed.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -38,7 +38,11 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyErro
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_err(path, "bad PEM certificate", e))?;
     if certs.is_empty() {
-        return Err(tls_err(path, "no certificate", "no CERTIFICATE block found"));
+        return Err(tls_err(
+            path,
+            "no certificate",
+            "no CERTIFICATE block found",
+        ));
     }
     Ok(certs)
 }
@@ -108,11 +112,10 @@ pub fn server_config(
                     .add(c)
                     .map_err(|e| tls_err(path, "bad CA certificate", e))?;
             }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| tls_err(path, "client CA", e))?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| tls_err(path, "client CA", e))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -130,13 +133,7 @@ pub fn upstream_client_config(pins: &[Pin]) -> Result<Option<Arc<ClientConfig>>,
     if pins.is_empty() {
         return Ok(None);
     }
-    let p = provider();
-    let config = ClientConfig::builder_with_provider(Arc::clone(&p))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ProxyError::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(pins.to_vec(), p)))
-        .with_no_client_auth();
+    let config = pinned_client_config(pins, provider()).map_err(|e| ProxyError::Tls(e.to_string()))?;
     Ok(Some(Arc::new(config)))
 }
 

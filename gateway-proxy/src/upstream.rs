@@ -17,14 +17,16 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use rustls::pki_types::ServerName;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::config::{UpstreamConfig, UpstreamIdentity};
 use crate::error::ProxyError;
+use crate::frame_gate::GatedIo;
 use crate::pin::Pin;
 
 /// An open upstream socket.
-pub type UpstreamWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type UpstreamWs = WebSocketStream<GatedIo<MaybeTlsStream<TcpStream>>>;
 
 /// Why the upstream side of a handshake failed.
 #[derive(Debug)]
@@ -52,7 +54,7 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("url", &self.url)
-            .field("pinned", &self.tls.is_some())
+            .field("tls", &self.tls.is_some())
             .field("identity", &self.identity)
             .finish()
     }
@@ -75,7 +77,11 @@ impl Upstream {
         };
         Ok(Self {
             url: c.url.clone(),
-            tls: crate::tls::upstream_client_config(&pins)?,
+            tls: match crate::tls::upstream_client_config(&pins)? {
+                Some(pinned) => Some(pinned),
+                None if c.url.starts_with("wss://") => Some(web_pki_client_config()?),
+                None => None,
+            },
             token: c.token.clone(),
             device,
             identity: c.identity,
@@ -93,26 +99,47 @@ impl Upstream {
         self.token.as_ref()
     }
 
-    /// Opens the WebSocket (TCP + TLS + upgrade) within the connect timeout.
+    /// Opens the WebSocket (TCP + TLS + upgrade) within the connect timeout. The socket is
+    /// wrapped in a [`GatedIo`], armed once the challenge is read (see [`crate::frame_gate`]).
     ///
     /// # Errors
     /// [`UpstreamFailure::Unreachable`].
     pub async fn open(&self) -> Result<UpstreamWs, UpstreamFailure> {
-        let connector = self.tls.clone().map(Connector::Rustls);
-        let fut = tokio_tungstenite::connect_async_tls_with_config(
-            self.url.as_str(),
-            Some(crate::ws::config()),
-            true,
-            connector,
-        );
-        match tokio::time::timeout(self.connect_timeout, fut).await {
-            Ok(Ok((ws, _response))) => Ok(ws),
-            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(e.to_string())),
+        match tokio::time::timeout(self.connect_timeout, self.connect()).await {
+            Ok(Ok(ws)) => Ok(ws),
+            Ok(Err(e)) => Err(UpstreamFailure::Unreachable(e)),
             Err(_) => Err(UpstreamFailure::Unreachable(format!(
                 "no connection within {:?}",
                 self.connect_timeout
             ))),
         }
+    }
+
+    async fn connect(&self) -> Result<UpstreamWs, String> {
+        let (host, port) = host_port(&self.url).ok_or("upstream url without a host")?;
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let io = match &self.tls {
+            None => MaybeTlsStream::Plain(tcp),
+            Some(config) => {
+                let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                MaybeTlsStream::Rustls(tls)
+            }
+        };
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            self.url.as_str(),
+            GatedIo::new(io),
+            Some(crate::ws::config()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(ws)
     }
 
     /// Runs the gateway handshake on an open socket: waits for the challenge, sends the connect
@@ -128,6 +155,8 @@ impl Upstream {
         deadline: Instant,
     ) -> Result<Box<RawValue>, UpstreamFailure> {
         let challenge = read_challenge(ws, deadline).await?;
+        // The gateway says nothing more until our connect: a frame boundary.
+        ws.get_mut().arm();
         if let Some(device) = &self.device {
             let signed_at = if challenge.ts > 0 {
                 challenge.ts
@@ -151,39 +180,64 @@ impl Upstream {
                 continue;
             }
             if !res.ok {
-                let err = res
-                    .error()
-                    .unwrap_or_else(|| ErrorShape::unavailable("gateway refused", "upstream", 1000));
+                let err = res.error().unwrap_or_else(|| {
+                    ErrorShape::unavailable("gateway refused", "upstream", 1000)
+                });
                 return Err(UpstreamFailure::Refused(err));
             }
             let payload = res.payload.map(|p| p.to_owned());
-            return payload.ok_or_else(|| {
-                UpstreamFailure::Broken("hello-ok without payload".into(), None)
-            });
+            return payload
+                .ok_or_else(|| UpstreamFailure::Broken("hello-ok without payload".into(), None));
         }
     }
 
     /// TCP reachability of the gateway (the `/readyz` probe): no WebSocket, so it costs the
     /// gateway nothing and never shows up as a client.
     pub async fn probe(&self) -> bool {
-        let Some(addr) = host_port(&self.url) else {
+        let Some((host, port)) = host_port(&self.url) else {
             return false;
         };
         matches!(
-            tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await,
+            tokio::time::timeout(
+                self.connect_timeout,
+                TcpStream::connect((host.as_str(), port))
+            )
+            .await,
             Ok(Ok(_))
         )
     }
 }
 
-/// `host:port` of a ws/wss URL (default ports 80/443).
-fn host_port(url: &str) -> Option<String> {
+/// TLS to an unpinned `wss://` gateway: the Web PKI roots (what tokio-tungstenite's own
+/// connector would use).
+fn web_pki_client_config() -> Result<Arc<rustls::ClientConfig>, ProxyError> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProxyError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Host (without IPv6 brackets) and port of a ws/wss URL (default ports 80/443).
+fn host_port(url: &str) -> Option<(String, u16)> {
     let uri: http::Uri = url.parse().ok()?;
     let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
-    Some(format!("{host}:{port}"))
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
+    Some((host.to_string(), port))
 }
 
 async fn next_text(ws: &mut UpstreamWs, deadline: Instant) -> Result<String, UpstreamFailure> {
@@ -207,7 +261,10 @@ async fn next_text(ws: &mut UpstreamWs, deadline: Instant) -> Result<String, Ups
 }
 
 /// Reads frames until the `connect.challenge` event.
-async fn read_challenge(ws: &mut UpstreamWs, deadline: Instant) -> Result<Challenge, UpstreamFailure> {
+async fn read_challenge(
+    ws: &mut UpstreamWs,
+    deadline: Instant,
+) -> Result<Challenge, UpstreamFailure> {
     loop {
         let text = next_text(ws, deadline).await?;
         if let Ok(Frame::Event(ev)) = Frame::parse(&text)
@@ -254,8 +311,9 @@ mod tests {
 
     #[test]
     fn probe_address_from_url() {
-        assert_eq!(host_port("ws://127.0.0.1:18789").as_deref(), Some("127.0.0.1:18789"));
-        assert_eq!(host_port("wss://gw.example").as_deref(), Some("gw.example:443"));
-        assert_eq!(host_port("ws://[::1]:9/").as_deref(), Some("[::1]:9"));
+        let hp = |u: &str| host_port(u).map(|(h, p)| format!("{h} {p}"));
+        assert_eq!(hp("ws://127.0.0.1:18789").as_deref(), Some("127.0.0.1 18789"));
+        assert_eq!(hp("wss://gw.example").as_deref(), Some("gw.example 443"));
+        assert_eq!(hp("ws://[::1]:9/").as_deref(), Some("::1 9"));
     }
 }

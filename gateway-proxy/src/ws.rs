@@ -4,7 +4,7 @@
 //! per socket (performance.md): it is the main cost of a naive proxy. Both sides use small
 //! buffers instead.
 
-use shared_protocol::limits::MAX_PAYLOAD_BYTES;
+use shared_protocol::limits::{MAX_PAYLOAD_BYTES, MAX_PREAUTH_PAYLOAD_BYTES};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Read chunk per socket.
@@ -25,4 +25,13 @@ pub fn config() -> WebSocketConfig {
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// The config of an accepted client socket until it is authenticated: a message above
+/// `MAX_PREAUTH_PAYLOAD_BYTES` is refused on its frame header, before it is buffered. The relay
+/// rebuilds the socket with [`config`] (see [`crate::frame_gate`]).
+pub fn preauth_config() -> WebSocketConfig {
+    config()
+        .max_message_size(Some(MAX_PREAUTH_PAYLOAD_BYTES))
+        .max_frame_size(Some(MAX_PREAUTH_PAYLOAD_BYTES))
 }

@@ -27,13 +27,22 @@ async fn the_clients_handshake_passes_untouched_and_policy_still_applies() {
         let gw = stub::start(None).await;
         let dir = temp_dir();
         let text = config_text(&gw.url(), &dir, false)
-            .replace(&TokenHash::of(TOKEN).to_hex(), &TokenHash::of(GATEWAY_TOKEN).to_hex())
-            .replace("[upstream]", "[identity]\nmode = \"passthrough\"\n\n[upstream]");
+            .replace(
+                &TokenHash::of(TOKEN).to_hex(),
+                &TokenHash::of(GATEWAY_TOKEN).to_hex(),
+            )
+            .replace(
+                "[upstream]",
+                "[identity]\nmode = \"passthrough\"\n\n[upstream]",
+            );
         let p = start_proxy_with(&text, dir, None).await;
 
         let mut ws = open(&p.ws_url(), None).await;
         let challenge = next_json(&mut ws).await;
-        assert_eq!(challenge["payload"]["nonce"], "stub-nonce-1", "the gateway's own challenge");
+        assert_eq!(
+            challenge["payload"]["nonce"], "stub-nonce-1",
+            "the gateway's own challenge"
+        );
         let connect = signed_connect(&[Scope::Read, Scope::Write], "stub-nonce-1");
         ws.send(Message::text(connect.clone())).await.unwrap();
         let res = next_json(&mut ws).await;
@@ -42,9 +51,18 @@ async fn the_clients_handshake_passes_untouched_and_policy_still_applies() {
         assert_eq!(res["payload"]["auth"]["deviceToken"], "STUB-DEVICE-TOKEN");
         let sent: serde_json::Value = serde_json::from_str(&connect).unwrap();
         assert_eq!(gw.seen.connects.lock()[0], sent["params"]);
-        let r = call(&mut ws, "r", "sessions.reset", serde_json::json!({"key":"main"})).await;
+        let r = call(
+            &mut ws,
+            "r",
+            "sessions.reset",
+            serde_json::json!({"key":"main"}),
+        )
+        .await;
         assert_eq!(r["error"]["details"]["code"], "MISSING_SCOPE");
-        assert_eq!(call(&mut ws, "h", "health", serde_json::json!({})).await["ok"], true);
+        assert_eq!(
+            call(&mut ws, "h", "health", serde_json::json!({})).await["ok"],
+            true
+        );
 
         // Asking for more than the policy grants is refused before the gateway sees it.
         let mut ws = open(&p.ws_url(), None).await;
@@ -60,10 +78,14 @@ async fn the_clients_handshake_passes_untouched_and_policy_still_applies() {
         // A tampered signature is refused by the proxy too.
         let mut ws = open(&p.ws_url(), None).await;
         let _ = next_json(&mut ws).await;
-        let forged = signed_connect(&[Scope::Read], "stub-nonce-1").replace("operator.read", "operator.write");
+        let forged = signed_connect(&[Scope::Read], "stub-nonce-1")
+            .replace("operator.read", "operator.write");
         ws.send(Message::text(forged)).await.unwrap();
         let res = next_json(&mut ws).await;
-        assert_eq!(res["error"]["details"]["code"], "DEVICE_AUTH_SIGNATURE_INVALID");
+        assert_eq!(
+            res["error"]["details"]["code"],
+            "DEVICE_AUTH_SIGNATURE_INVALID"
+        );
         p.stop().await;
     })
     .await

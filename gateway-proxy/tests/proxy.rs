@@ -25,7 +25,10 @@ async fn exchange_over_tls_clamps_scopes_and_keeps_the_gateway_token_inside() {
             &["operator.admin", "operator.read", "operator.write"],
         )
         .await;
-        assert_ne!(challenge["payload"]["nonce"], "stub-nonce-1", "the proxy's own challenge");
+        assert_ne!(
+            challenge["payload"]["nonce"], "stub-nonce-1",
+            "the proxy's own challenge"
+        );
         assert_eq!(res["ok"], true, "{res}");
         assert_eq!(res["id"], "c1");
         assert_eq!(
@@ -39,7 +42,10 @@ async fn exchange_over_tls_clamps_scopes_and_keeps_the_gateway_token_inside() {
         assert_eq!(up["auth"]["token"], GATEWAY_TOKEN);
         assert_eq!(up["client"]["id"], "gateway-client");
         assert_eq!(up["client"]["mode"], "backend");
-        assert_eq!(up["scopes"], serde_json::json!(["operator.read", "operator.write"]));
+        assert_eq!(
+            up["scopes"],
+            serde_json::json!(["operator.read", "operator.write"])
+        );
         let headers = gw.seen.headers.lock()[0].clone();
         assert!(
             headers
@@ -62,12 +68,19 @@ async fn escalation_attempts_are_answered_by_the_proxy_and_never_reach_the_gatew
     tokio::time::timeout(T, async {
         let gw = stub::start(None).await;
         let p = start_proxy(&gw.url(), false, "").await;
-        let mut ws = connected(&p.ws_url(), &["operator.admin", "operator.read", "operator.write"]).await;
+        let mut ws = connected(
+            &p.ws_url(),
+            &["operator.admin", "operator.read", "operator.write"],
+        )
+        .await;
         for (i, (method, params)) in [
             ("sessions.reset", serde_json::json!({"key": "main"})),
             ("config.set", serde_json::json!({"raw": "{}"})),
             ("update.run", serde_json::json!({})),
-            ("chat.inject", serde_json::json!({"sessionKey": "main", "message": "x"})),
+            (
+                "chat.inject",
+                serde_json::json!({"sessionKey": "main", "message": "x"}),
+            ),
             ("agent", serde_json::json!({"message": "/reset"})),
             ("sessions.delete", serde_json::json!({"key": "main"})),
         ]
@@ -86,13 +99,24 @@ async fn escalation_attempts_are_answered_by_the_proxy_and_never_reach_the_gatew
         assert_eq!(r["error"]["details"]["code"], "METHOD_NOT_ALLOWED");
         assert_eq!(r["error"]["details"]["reason"], "unknown-method");
         // Allowed work still flows on the same connection.
-        let r = call(&mut ws, "ok", "chat.history", serde_json::json!({"sessionKey": "main"})).await;
+        let r = call(
+            &mut ws,
+            "ok",
+            "chat.history",
+            serde_json::json!({"sessionKey": "main"}),
+        )
+        .await;
         assert_eq!(r["ok"], true);
         assert_eq!(*gw.seen.methods.lock(), vec!["chat.history".to_string()]);
         let m = p.metrics();
-        assert!(m.contains(r#"gateway_proxy_denials_total{reason="missing_scope"} 6"#), "{m}");
+        assert!(
+            m.contains(r#"gateway_proxy_denials_total{reason="missing_scope"} 6"#),
+            "{m}"
+        );
         let audit = p.audit();
-        assert!(audit.contains(r#""event":"denied""#) && audit.contains(r#""method":"sessions.reset""#));
+        assert!(
+            audit.contains(r#""event":"denied""#) && audit.contains(r#""method":"sessions.reset""#)
+        );
         p.stop().await;
     })
     .await
@@ -139,9 +163,18 @@ async fn auth_failures_are_refused_with_the_gateway_shape_and_audited() {
 
         let mut ws = open(&p.ws_url(), None).await;
         let _ = next_json(&mut ws).await;
-        ws.send(Message::text(r#"{"type":"req","id":"x","method":"health"}"#)).await.unwrap();
+        ws.send(Message::text(
+            r#"{"type":"req","id":"x","method":"health"}"#,
+        ))
+        .await
+        .unwrap();
         let res = next_json(&mut ws).await;
-        assert!(res["error"]["message"].as_str().unwrap().contains("first request must be connect"));
+        assert!(
+            res["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("first request must be connect")
+        );
         assert_eq!(close_code(&mut ws).await, Some(1008));
 
         let mut ws = open(&p.ws_url(), None).await;
@@ -154,9 +187,17 @@ async fn auth_failures_are_refused_with_the_gateway_shape_and_audited() {
         let bad = connect_frame(TOKEN, &[]).replace("\"role\"", "\"foo\":1,\"role\"");
         ws.send(Message::text(bad)).await.unwrap();
         let res = next_json(&mut ws).await;
-        assert!(res["error"]["message"].as_str().unwrap().contains("invalid connect params"));
+        assert!(
+            res["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid connect params")
+        );
 
-        assert!(gw.seen.connects.lock().is_empty(), "nothing reached the gateway");
+        assert!(
+            gw.seen.connects.lock().is_empty(),
+            "nothing reached the gateway"
+        );
         assert!(p.audit().contains("AUTH_TOKEN_MISMATCH"));
         p.stop().await;
     })
@@ -169,15 +210,19 @@ async fn upstream_pin_match_and_mismatch() {
     tokio::time::timeout(T, async {
         let dir = temp_dir();
         let pin = write_cert(&dir);
-        let key = gateway_proxy::tls::load_certified_key(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+        let key =
+            gateway_proxy::tls::load_certified_key(&dir.join("cert.pem"), &dir.join("key.pem"))
+                .unwrap();
         let spki = Pin::spki_of(&key.cert[0]).unwrap();
         let cert = Arc::new(gateway_proxy::tls::ReloadableCert::new(key));
         let sc = gateway_proxy::tls::server_config(cert, None).unwrap();
         let gw = stub::start(Some(sc)).await;
         for (good, pin) in [(true, pin), (true, spki), (false, Pin::Spki([7; 32]))] {
             let extra = format!("pins = [\"{pin}\"]\n");
-            let text = config_text(&gw.wss_url(), &temp_dir(), false)
-                .replace("connect_timeout_ms = 2000\n", &format!("connect_timeout_ms = 2000\n{extra}"));
+            let text = config_text(&gw.wss_url(), &temp_dir(), false).replace(
+                "connect_timeout_ms = 2000\n",
+                &format!("connect_timeout_ms = 2000\n{extra}"),
+            );
             let p = start_proxy_with(&text, temp_dir(), None).await;
             let mut ws = open(&p.ws_url(), None).await;
             let (_, res) = handshake(&mut ws, TOKEN, &["operator.read"]).await;
@@ -187,7 +232,10 @@ async fn upstream_pin_match_and_mismatch() {
                 assert_eq!(res["error"]["code"], "UNAVAILABLE");
                 assert_eq!(res["error"]["retryable"], true);
                 assert_eq!(close_code(&mut ws).await, Some(1013));
-                assert!(p.metrics().contains(r#"gateway_proxy_upstream_errors_total{kind="connect"} 1"#));
+                assert!(
+                    p.metrics()
+                        .contains(r#"gateway_proxy_upstream_errors_total{kind="connect"} 1"#)
+                );
             }
             p.stop().await;
         }
@@ -284,7 +332,10 @@ async fn upstream_down_then_back() {
         let _gw2 = stub::start_on(addr, None).await;
         wait_ready(&p, 200).await;
         let mut ws = connected(&p.ws_url(), &["operator.read"]).await;
-        assert_eq!(call(&mut ws, "h", "health", serde_json::json!({})).await["ok"], true);
+        assert_eq!(
+            call(&mut ws, "h", "health", serde_json::json!({})).await["ok"],
+            true
+        );
         p.stop().await;
     })
     .await
@@ -336,11 +387,17 @@ async fn drain_lets_connections_finish_then_closes_1012() {
         let mut ws = connected(&p.ws_url(), &["operator.read"]).await;
         p.shutdown.drain();
         // Still served during the grace period (200 ms in tests)...
-        assert_eq!(call(&mut ws, "h", "health", serde_json::json!({})).await["ok"], true);
+        assert_eq!(
+            call(&mut ws, "h", "health", serde_json::json!({})).await["ok"],
+            true
+        );
         // ...then closed with 1012 "service restart".
         assert_eq!(close_code(&mut ws).await, Some(1012));
         tokio::time::timeout(T, p.task).await.unwrap().unwrap();
-        assert!(tokio::net::TcpStream::connect(p.plain).await.is_err(), "no longer accepting");
+        assert!(
+            tokio::net::TcpStream::connect(p.plain).await.is_err(),
+            "no longer accepting"
+        );
     })
     .await
     .unwrap();
@@ -361,7 +418,10 @@ async fn certificate_reload_keeps_open_connections() {
         let mut fresh = open(&url, Some(pinned_client(new_pin))).await;
         let (_, res) = handshake(&mut fresh, TOKEN, &["operator.read"]).await;
         assert_eq!(res["ok"], true);
-        assert_eq!(call(&mut old, "h", "health", serde_json::json!({})).await["ok"], true);
+        assert_eq!(
+            call(&mut old, "h", "health", serde_json::json!({})).await["ok"],
+            true
+        );
         // The old pin no longer matches new handshakes.
         let r = tokio_tungstenite::connect_async_tls_with_config(
             url.as_str(),
@@ -396,7 +456,10 @@ async fn mutual_tls_credential_needs_its_client_certificate() {
             )
             .replace(
                 "deny_methods = [\"models.list\"]",
-                &format!("deny_methods = []\nclient_cert_pins = [\"{}\"]", client.spki_pin),
+                &format!(
+                    "deny_methods = []\nclient_cert_pins = [\"{}\"]",
+                    client.spki_pin
+                ),
             );
         let p = start_proxy_with(&text, dir, Some(server_pin)).await;
         let url = format!("wss://localhost:{}", p.tls.unwrap().port());
@@ -404,12 +467,19 @@ async fn mutual_tls_credential_needs_its_client_certificate() {
         // Without a client certificate: the TLS handshake passes, the credential does not.
         let mut ws = open(&url, Some(pinned_client(server_pin))).await;
         let (_, res) = handshake(&mut ws, TOKEN, &["operator.read"]).await;
-        assert_eq!(res["error"]["details"]["code"], "AUTH_UNAUTHORIZED", "{res}");
+        assert_eq!(
+            res["error"]["details"]["code"], "AUTH_UNAUTHORIZED",
+            "{res}"
+        );
 
         // With it: admitted.
         use rustls::pki_types::pem::PemObject;
-        let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(client.cert_pem.as_bytes()).unwrap()];
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(client.key_pem.expose().as_bytes()).unwrap();
+        let chain = vec![
+            rustls::pki_types::CertificateDer::from_pem_slice(client.cert_pem.as_bytes()).unwrap(),
+        ];
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(client.key_pem.expose().as_bytes())
+                .unwrap();
         let prov = gateway_proxy::tls::provider();
         let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::clone(&prov))
             .with_safe_default_protocol_versions()
@@ -423,6 +493,53 @@ async fn mutual_tls_credential_needs_its_client_certificate() {
         let mut ws = open(&url, Some(std::sync::Arc::new(cfg))).await;
         let (_, res) = handshake(&mut ws, TOKEN, &["operator.read"]).await;
         assert_eq!(res["ok"], true, "{res}");
+        p.stop().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn device_identity_mode_signs_the_upstream_connect_with_the_proxys_key() {
+    tokio::time::timeout(T, async {
+        let gw = stub::start(None).await;
+        let dir = temp_dir();
+        let key_file = dir.join("device.key");
+        let text = config_text(&gw.url(), &dir, false).replace(
+            "connect_timeout_ms = 2000\n",
+            &format!(
+                "connect_timeout_ms = 2000\nidentity = \"device\"\ndevice_key_file = {key_file:?}\n"
+            ),
+        );
+        let p = start_proxy_with(&text, dir, None).await;
+        let mut ws = connected(&p.ws_url(), &["operator.read"]).await;
+        assert_eq!(
+            call(&mut ws, "h", "health", serde_json::json!({})).await["ok"],
+            true
+        );
+        let up = gw.seen.connects.lock()[0].clone();
+        // The client's own identity is kept (no loopback substitution) and the proof verifies
+        // against the gateway's nonce.
+        assert_eq!(up["client"]["id"], "openclaw-tui");
+        let params: shared_protocol::connect::ConnectParams = serde_json::from_value(up).unwrap();
+        let proof = params.device.clone().unwrap();
+        assert_eq!(proof.nonce, "stub-nonce-1");
+        shared_protocol::device::verify_proof(&params, &proof, "stub-nonce-1", proof.signed_at)
+            .unwrap();
+        // The key was created 0600 and is reused: same device id on the next connection.
+        let seed = std::fs::read_to_string(&key_file).unwrap();
+        assert_eq!(seed.trim().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let _again = connected(&p.ws_url(), &["operator.read"]).await;
+        let second = gw.seen.connects.lock()[1].clone();
+        assert_eq!(second["device"]["id"], serde_json::json!(proof.id));
         p.stop().await;
     })
     .await

@@ -35,7 +35,9 @@ async fn no_secret_reaches_logs_or_the_audit_file() {
     let capture = Capture::default();
     let c2 = capture.clone();
     tracing_subscriber::fmt()
-        .with_env_filter(gateway_proxy::logging::filter("trace"))
+        .with_env_filter(shared_protocol::log_filter::capped(
+            tracing_subscriber::EnvFilter::new("trace"),
+        ))
         .with_writer(move || c2.clone())
         .json()
         .init();
@@ -48,7 +50,11 @@ async fn no_secret_reaches_logs_or_the_audit_file() {
         let challenge = next_json(&mut ws).await;
         let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_string();
         let device = DeviceIdentity::generate().unwrap();
-        let mut params = ConnectParams::backend("1", &[Scope::Read, Scope::Write], Some(Secret::new(TOKEN.into())));
+        let mut params = ConnectParams::backend(
+            "1",
+            &[Scope::Read, Scope::Write],
+            Some(Secret::new(TOKEN.into())),
+        );
         params.client = ClientInfo::new(ClientId::Cli, ClientMode::Cli, "1");
         let proof = device.prove(&params, &nonce, gateway_proxy::clock::unix_ms());
         let signature = proof.signature.expose().clone();
@@ -57,7 +63,10 @@ async fn no_secret_reaches_logs_or_the_audit_file() {
         ws.send(Message::text(frame)).await.unwrap();
         assert_eq!(next_json(&mut ws).await["ok"], true);
         let send = serde_json::json!({"sessionKey":"main","message":MESSAGE,"idempotencyKey":"k1"});
-        assert_eq!(call(&mut ws, "s", "chat.send", send.clone()).await["ok"], true);
+        assert_eq!(
+            call(&mut ws, "s", "chat.send", send.clone()).await["ok"],
+            true
+        );
         let denied = serde_json::json!({"sessionKey":"main","message":MESSAGE});
         assert_eq!(call(&mut ws, "i", "chat.inject", denied).await["ok"], false);
         drop(ws);
@@ -70,9 +79,21 @@ async fn no_secret_reaches_logs_or_the_audit_file() {
         p.stop().await;
 
         let logs = String::from_utf8(capture.0.lock().clone()).unwrap();
-        assert!(logs.contains("audit") && logs.contains("AUTH_TOKEN_MISMATCH"), "logs were captured");
-        assert!(audit.contains(r#""event":"connect""#) && audit.contains(r#""event":"auth_failure""#));
-        for secret in [TOKEN, GATEWAY_TOKEN, WRONG, MESSAGE, signature.as_str(), "STUB-DEVICE-TOKEN"] {
+        assert!(
+            logs.contains("audit") && logs.contains("AUTH_TOKEN_MISMATCH"),
+            "logs were captured"
+        );
+        assert!(
+            audit.contains(r#""event":"connect""#) && audit.contains(r#""event":"auth_failure""#)
+        );
+        for secret in [
+            TOKEN,
+            GATEWAY_TOKEN,
+            WRONG,
+            MESSAGE,
+            signature.as_str(),
+            "STUB-DEVICE-TOKEN",
+        ] {
             assert!(!logs.contains(secret), "log leaks {secret}");
             assert!(!audit.contains(secret), "audit leaks {secret}");
         }

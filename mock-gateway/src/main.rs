@@ -45,10 +45,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(shared_protocol::log_filter::env_filter("info"))
         .init();
     let args = Args::parse();
     let faults = match &args.fault_script {

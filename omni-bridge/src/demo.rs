@@ -1,14 +1,16 @@
 //! `omni-bridge demo`: the whole path on loopback with nothing installed.
 //!
-//! Starts the in-process mock OpenClaw gateway and the bridge (real HTTP service, real pooled
+//! Starts the in-process mock OpenClaw gateway, the gateway-proxy in front of it (TLS with a fresh
+//! self-signed certificate, which the bridge pins) and the bridge (real HTTP service, real pooled
 //! WebSocket), then plays Omni: posts a few webhook bodies over HTTP — two people, a retry of the
 //! same trace, a reset, and two messages at once on one chat — and prints what came back with the
-//! latency of each, as a table.
+//! latency of each, as a table. `--direct` leaves the proxy out.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::Args;
+use gateway_proxy::loopback::LoopbackProxy;
 use http::Method;
 use mock_gateway::MockGateway;
 use shared_protocol::Secret;
@@ -29,6 +31,8 @@ Example:\n  cargo run --release -p omni-bridge -- demo";
 const DEMO_GATEWAY_TOKEN: &str = "demo-gateway-token";
 /// Inbound secret of the demo bridge.
 const DEMO_INBOUND_TOKEN: &str = "demo-inbound-secret";
+/// The bridge's credential at the demo's gateway-proxy.
+const DEMO_PROXY_CREDENTIAL: &str = "demo-proxy-credential";
 /// Deadline for the bridge to connect to the mock.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between polls of `/ready` while waiting for the first connection.
@@ -40,6 +44,10 @@ pub struct DemoArgs {
     /// Pause between streamed reply chunks at the mock gateway, in milliseconds.
     #[arg(long, default_value_t = 10)]
     pub delta_interval_ms: u64,
+    /// Connect the bridge straight to the mock gateway instead of through gateway-proxy (wss://,
+    /// self-signed certificate pinned by its SPKI hash).
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// Why the demo failed.
@@ -48,6 +56,9 @@ pub enum DemoError {
     /// Socket setup failed.
     #[error("demo: could not open a loopback socket: {0}")]
     Io(#[from] std::io::Error),
+    /// The proxy did not start.
+    #[error("demo: gateway-proxy did not start: {0}")]
+    Proxy(#[from] gateway_proxy::ProxyError),
     /// The bridge did not start.
     #[error("demo: the bridge did not start: {0}")]
     Start(#[from] StartError),
@@ -79,27 +90,53 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
         .delta_interval(Duration::from_millis(args.delta_interval_ms))
         .start()
         .await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let mut config = BridgeConfig::single(
-        GatewayEntry::new(mock.url(), Secret::new(DEMO_GATEWAY_TOKEN.to_string())),
-        "main",
-        Secret::new(DEMO_INBOUND_TOKEN.to_string()),
-    );
-    config.listen = listener.local_addr()?;
-    let registry = prometheus::Registry::new();
-    let bridge = RunningBridge::start(&config, &registry, listener)?;
-    let base = format!("http://{}", bridge.addr());
-    let client = HttpClient::new(Duration::from_secs(30));
-    let result = play(&client, &base).await;
-    let _ = bridge.stop().await;
+    let gateway_token = Secret::new(DEMO_GATEWAY_TOKEN.to_string());
+    let proxy = if args.direct {
+        None
+    } else {
+        let credential = Secret::new(DEMO_PROXY_CREDENTIAL.to_string());
+        match LoopbackProxy::start(&mock.url(), &gateway_token, &credential).await {
+            Ok(proxy) => Some(proxy),
+            Err(e) => {
+                mock.stop().await;
+                return Err(e.into());
+            }
+        }
+    };
+    let (gateway, path) = match &proxy {
+        Some(p) => {
+            let mut entry = GatewayEntry::new(
+                p.wss_url.clone(),
+                Secret::new(DEMO_PROXY_CREDENTIAL.to_string()),
+            );
+            entry.pins = vec![p.pin.to_string()];
+            (
+                entry,
+                format!(
+                    "bridge -> gateway-proxy {} (TLS, pinned {}) -> mock gateway {}",
+                    p.wss_url,
+                    p.pin,
+                    mock.url()
+                ),
+            )
+        }
+        None => (
+            GatewayEntry::new(mock.url(), gateway_token),
+            format!("bridge -> mock gateway {}", mock.url()),
+        ),
+    };
+    let result = play_through(gateway).await;
+    if let Some(p) = proxy {
+        p.stop().await;
+    }
     let requests = mock.requests();
     mock.stop().await;
-    let rows = result?;
+    let (rows, base) = result?;
     let sends = requests.iter().filter(|r| r.method == "chat.send").count();
     let mut out = table(&rows);
     let _ = writeln!(
         out,
-        "\nBridge on {base}; the mock gateway saw {sends} chat.send for {} deliveries: the retry (3) was answered from the bridge's cache, the reset (4) archived and deleted the session, and 5a/5b ran one after the other on their shared conversation.",
+        "\nPath: {path}.\nBridge on {base}; the mock gateway saw {sends} chat.send for {} deliveries: the retry (3) was answered from the bridge's cache, the reset (4) archived and deleted the session, and 5a/5b ran one after the other on their shared conversation.",
         rows.len()
     );
     let _ = writeln!(
@@ -107,6 +144,21 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
         "Next: point the bridge at a real gateway with `omni-bridge check-gateway --gateway-url ws://127.0.0.1:18789`, then `omni-bridge serve` and `omni-bridge register`."
     );
     Ok(out)
+}
+
+/// Starts the bridge on loopback for `gateway`, plays Omni against it, stops it.
+async fn play_through(gateway: GatewayEntry) -> Result<(Vec<Row>, String), DemoError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let mut config =
+        BridgeConfig::single(gateway, "main", Secret::new(DEMO_INBOUND_TOKEN.to_string()));
+    config.listen = listener.local_addr()?;
+    let registry = prometheus::Registry::new();
+    let bridge = RunningBridge::start(&config, &registry, listener)?;
+    let base = format!("http://{}", bridge.addr());
+    let client = HttpClient::new(Duration::from_secs(30));
+    let result = play(&client, &base).await;
+    let _ = bridge.stop().await;
+    Ok((result?, base))
 }
 
 async fn play(client: &HttpClient, base: &str) -> Result<Vec<Row>, DemoError> {

@@ -5,13 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use omni_bridge::cli::{Cli, LogFormat};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(cli.command.default_log_filter()));
+    let filter = shared_protocol::log_filter::env_filter(cli.command.default_log_filter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -255,3 +255,43 @@ async fn health_is_requested_periodically_without_touching_the_breaker() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_pool_starts_while_the_gateway_is_down_and_connects_when_it_comes_up() {
+    bounded(async {
+        let gw = mock_with(Duration::from_millis(5)).await;
+        gw.set_refuse_connections(true);
+        let (pool, _r) = pool();
+        let mut c = config(&gw.url());
+        c.send_ack_timeout = Duration::from_millis(300);
+        pool.upsert("main", c.clone());
+        let handle = pool.get("main").unwrap();
+        let err = handle
+            .run(request("l", "too early", "lazy-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            GatewayError::SendAckTimeout(Duration::from_millis(300))
+        );
+        assert!(err.is_retryable());
+        assert!(handle.status().last_error.is_some());
+        gw.set_refuse_connections(false);
+        // The background reconnect loop finds it; a run within its budget gets through.
+        let mut patient = c;
+        patient.send_ack_timeout = Duration::from_secs(5);
+        pool.upsert("patient", patient);
+        let reply = pool
+            .get("patient")
+            .unwrap()
+            .run(request("l", "now", "lazy-2"))
+            .await
+            .unwrap();
+        assert_eq!(reply.text, fake_reply("now"));
+        let reply = handle.run(request("l", "again", "lazy-3")).await.unwrap();
+        assert_eq!(reply.text, fake_reply("again"));
+        pool.close().await;
+        gw.stop().await;
+    })
+    .await;
+}

@@ -1,5 +1,5 @@
 //! Secrets never reach logs: tracing output is captured at TRACE level (with the
-//! `LOG_REDACTION_DIRECTIVES` that keep tungstenite's frame dumps out) across a connect with a
+//! `shared_protocol::log_filter` caps that keep tungstenite's frame dumps out) across a connect with a
 //! device identity, a run, a dropped connection, a reconnect and a second run; the shared
 //! token, the issued device token, the device signature and the seed never appear in it.
 //! (Its own test binary: it installs the global subscriber.)
@@ -32,9 +32,10 @@ impl Write for Capture {
 async fn no_secret_in_logs_across_connect_run_and_reconnect() {
     let capture = Capture::default();
     let writer = capture.clone();
-    let filter = format!("trace,{}", omni_bridge::gateway::LOG_REDACTION_DIRECTIVES);
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(shared_protocol::log_filter::capped(
+            tracing_subscriber::EnvFilter::new("trace"),
+        ))
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();

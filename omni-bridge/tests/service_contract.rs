@@ -146,24 +146,32 @@ async fn a_retry_while_in_flight_joins_and_after_completion_is_replayed() {
         let gate = fake.hold();
         let svc = start(base_config(), fake.clone()).await;
         let body = message("i", "c", "Ana", "hi", "trace-dup");
+        let joined = r#"omni_bridge_retries_total{served="joined"} 1"#;
         let (a, b) = tokio::join!(svc.trigger(&body), async {
             fake.wait_started(1).await;
             let second = svc.trigger(&body);
             let release = async {
-                // The second request is in flight once the service logged it as joined; give it
-                // the permit only after both requests are parked on the same run.
-                tokio::task::yield_now().await;
+                // Release the held run only once the retry has joined it.
+                while !svc.metrics().await.contains(joined) {
+                    tokio::task::yield_now().await;
+                }
                 gate.add_permits(1);
             };
             let (r, ()) = tokio::join!(second, release);
             r
         });
         assert_eq!(a.status, 200);
+        assert_eq!(a.json()["reply"], fake_reply("[Ana]: hi"));
         assert_eq!(a.json(), b.json());
         assert_eq!(fake.run_count(), 1, "the retry must not start a second run");
         let c = svc.trigger(&body).await;
         assert_eq!(c.json(), a.json());
         assert_eq!(fake.run_count(), 1);
+        assert!(
+            svc.metrics()
+                .await
+                .contains(r#"omni_bridge_retries_total{served="cached"} 1"#)
+        );
         // A different trace is a new run.
         gate.add_permits(10);
         svc.trigger(&message("i", "c", "Ana", "hi", "trace-other"))
@@ -517,4 +525,28 @@ unavailable = "Our assistant is offline for a minute."
         c.trigger_url("main"),
         "http://bridge.internal:8090/omni/agents/main/trigger"
     );
+}
+
+#[tokio::test]
+async fn the_reset_command_line_calls_the_running_bridge() {
+    within(async {
+        let fake = FakeBackend::new();
+        let svc = start(base_config(), fake.clone()).await;
+        let args = |token: &str| omni_bridge::cli::reset::ResetArgs {
+            bridge_url: format!("http://{}", svc.addr),
+            inbound_token: token.into(),
+            agent: "main".into(),
+            instance: "i9".into(),
+            chat: Some("c9".into()),
+            session: None,
+        };
+        omni_bridge::cli::reset::run(args(INBOUND)).await.unwrap();
+        assert_eq!(fake.resets.lock()[0].1.as_str(), "agent:main:omni-i9-c9");
+        let err = omni_bridge::cli::reset::run(args("nope"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("rejected the token"), "{err}");
+        svc.stop().await;
+    })
+    .await;
 }

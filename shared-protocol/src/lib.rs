@@ -18,8 +18,12 @@ pub mod error;
 pub mod events;
 pub mod frame;
 pub mod limits;
+#[cfg(feature = "log-filter")]
+pub mod log_filter;
 mod method_table;
 pub mod methods;
+#[cfg(feature = "tls-pin")]
+pub mod pin;
 pub mod scopes;
 pub mod secret;
 pub mod session_key;

@@ -7,6 +7,9 @@
 //! sessions.reset is denied by the proxy; the OpenClaw CLI works through the proxy with a proxy
 //! credential.
 
+// Test helpers outside #[test] fns: a failure should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

@@ -4,7 +4,12 @@
 //! Test hooks: it records connect params and upgrade headers, can serve TLS, can flood events
 //! (`status` with params `{"flood": n, "size": bytes}`), and signals each closed connection.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +66,16 @@ pub async fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Stub {
 }
 
 pub async fn start_on(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Stub {
+    start_with(addr, tls, 0).await
+}
+
+/// Like [`start_on`], with the hello-ok padded by about `hello_pad` bytes (a `snapshot` field,
+/// like the real gateway's ~16 KB hello-ok).
+pub async fn start_with(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    hello_pad: usize,
+) -> Stub {
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -77,10 +92,10 @@ pub async fn start_on(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) 
             let tls = tls.clone();
             tokio::spawn(async move {
                 match tls {
-                    None => serve(tcp, s, st).await,
+                    None => serve(tcp, s, st, hello_pad).await,
                     Some(cfg) => {
                         if let Ok(t) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
-                            serve(t, s, st).await;
+                            serve(t, s, st, hello_pad).await;
                         }
                     }
                 }
@@ -96,7 +111,12 @@ fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
         .write_buffer_size(0)
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, seen: Arc<Seen>, stop: CancellationToken) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    io: S,
+    seen: Arc<Seen>,
+    stop: CancellationToken,
+    hello_pad: usize,
+) {
     let s2 = Arc::clone(&seen);
     let callback = move |req: &Request, resp: Response| {
         let h = req
@@ -137,13 +157,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, seen: Arc<Seen>, stop: 
             let params = v["params"].clone();
             seen.connects.lock().push(params.clone());
             let scopes = params["scopes"].clone();
-            serde_json::json!({"type":"res","id":id,"ok":true,"payload":{
+            let mut hello = serde_json::json!({"type":"res","id":id,"ok":true,"payload":{
                 "type":"hello-ok","protocol":4,"server":{"version":"stub","connId":"c1"},
                 "features":{"methods":["health","chat.send"],"events":["tick"]},
                 "auth":{"method":"token","role":"operator","scopes":scopes,
                         "deviceToken":"STUB-DEVICE-TOKEN","issuedAtMs":1},
-                "policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}})
-            .to_string()
+                "policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}});
+            if hello_pad > 0 {
+                hello["payload"]["snapshot"] = serde_json::json!({"pad": "s".repeat(hello_pad)});
+            }
+            hello.to_string()
         } else {
             seen.methods.lock().push(method.clone());
             if method == "status" {
@@ -151,7 +174,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(io: S, seen: Arc<Seen>, stop: 
                 let size = v["params"]["size"].as_u64().unwrap_or(100) as usize;
                 let pad = "x".repeat(size);
                 for i in 0..n {
-                    let ev = format!(r#"{{"type":"event","event":"tick","payload":{{"pad":"{pad}"}},"seq":{i}}}"#);
+                    let ev = format!(
+                        r#"{{"type":"event","event":"tick","payload":{{"pad":"{pad}"}},"seq":{i}}}"#
+                    );
                     if ws.send(Message::text(ev)).await.is_err() {
                         break;
                     }

@@ -1,7 +1,12 @@
 //! Shared test harness: a proxy started in-process on 127.0.0.1:0 in front of a gateway stand-in,
 //! and a small WebSocket client speaking the handshake.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::result_large_err
+)]
 
 #[path = "../../benches/support/stub.rs"]
 pub mod stub;
@@ -208,10 +213,16 @@ pub fn connect_frame(token: &str, scopes: &[&str]) -> String {
 }
 
 /// Challenge, connect, response; returns (challenge, response).
-pub async fn handshake(ws: &mut Ws, token: &str, scopes: &[&str]) -> (serde_json::Value, serde_json::Value) {
+pub async fn handshake(
+    ws: &mut Ws,
+    token: &str,
+    scopes: &[&str],
+) -> (serde_json::Value, serde_json::Value) {
     let challenge = next_json(ws).await;
     assert_eq!(challenge["event"], "connect.challenge");
-    ws.send(Message::text(connect_frame(token, scopes))).await.unwrap();
+    ws.send(Message::text(connect_frame(token, scopes)))
+        .await
+        .unwrap();
     let res = next_json(ws).await;
     (challenge, res)
 }
@@ -223,7 +234,12 @@ pub async fn connected(url: &str, scopes: &[&str]) -> Ws {
     ws
 }
 
-pub async fn call(ws: &mut Ws, id: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+pub async fn call(
+    ws: &mut Ws,
+    id: &str,
+    method: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
     let req = serde_json::json!({"type":"req","id":id,"method":method,"params":params}).to_string();
     ws.send(Message::text(req)).await.unwrap();
     loop {
@@ -242,8 +258,14 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .await
         .unwrap();
     let mut buf = String::new();
-    tokio::time::timeout(T, s.read_to_string(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(T, s.read_to_string(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let status = buf[9..12].parse().unwrap();
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     (status, body)
 }

@@ -138,3 +138,36 @@ pub fn explain(e: &GatewayError, url: &str) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_own_sentence() {
+        let url = "ws://127.0.0.1:1";
+        let cases = [
+            (
+                ConnectError::BadScheme("http://x".into()),
+                "must start with ws://",
+            ),
+            (
+                ConnectError::Refused("os error 111".into()),
+                "connection refused",
+            ),
+            (
+                ConnectError::AuthRejected {
+                    code: "AUTH_TOKEN_MISMATCH".into(),
+                    message: "m".into(),
+                },
+                "rejected the token (AUTH_TOKEN_MISMATCH)",
+            ),
+            (ConnectError::Timeout, "did not complete the handshake"),
+            (ConnectError::PinMismatch, "pins"),
+        ];
+        for (e, want) in cases {
+            let text = explain(&GatewayError::Connect(e), url);
+            assert!(text.contains(want), "{text}");
+        }
+    }
+}

@@ -295,7 +295,7 @@ mod tests {
         let mut c = GatewayConfig::new("http://x", Secret::new("t".into()));
         assert!(matches!(c.validate(), Err(GatewayError::Config(m)) if m.contains("ws://")));
         c.url = "ws://x".into();
-        c.pins = vec![CertPin::Certificate([0; 32])];
+        c.pins = vec![CertPin::Cert([0; 32])];
         assert!(matches!(c.validate(), Err(GatewayError::Config(m)) if m.contains("wss")));
         c.pins.clear();
         c.max_in_flight = 0;

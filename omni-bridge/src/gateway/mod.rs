@@ -38,8 +38,3 @@ pub use status::{ConnectionState, GatewayCheck, GatewayStatus};
 pub use prometheus::Registry;
 /// Re-exported so that callers without their own `tokio-util` dependency can build a pool.
 pub use tokio_util::sync::CancellationToken;
-
-/// `EnvFilter` directives that keep secrets out of logs even when everything else runs at
-/// TRACE: tungstenite logs whole frames at trace level (the connect frame carries the token and
-/// the device signature). Append them to any filter, e.g. `format!("{user_filter},{LOG_REDACTION_DIRECTIVES}")`.
-pub const LOG_REDACTION_DIRECTIVES: &str = "tungstenite=debug";

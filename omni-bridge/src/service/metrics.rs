@@ -18,6 +18,7 @@ pub struct Metrics {
     duration: Histogram,
     in_flight: IntGauge,
     resets: IntCounterVec,
+    retries: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,7 +52,15 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "omni_bridge_retries_total",
+                "Deliveries of a trace already seen: joined the run in flight, or answered from the cache.",
+            ),
+            &["served"],
+        )?;
         registry.register(Box::new(triggers.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(resets.clone()))?;
@@ -60,6 +69,7 @@ impl Metrics {
             duration,
             in_flight,
             resets,
+            retries,
         })
     }
 
@@ -74,6 +84,11 @@ impl Metrics {
         self.resets
             .with_label_values(&[if ok { "ok" } else { "failed" }])
             .inc();
+    }
+
+    /// A repeated delivery was joined to its run (`joined`) or served from the cache (`cached`).
+    pub fn retry(&self, served: &'static str) {
+        self.retries.with_label_values(&[served]).inc();
     }
 
     /// A run started.

@@ -231,14 +231,20 @@ impl Service {
     ) -> (Answer, Served) {
         let wait_limit = route.run_budget + RUN_DEADLINE_MARGIN;
         let (rx, served) = match self.inner.traces.claim(&idem) {
-            Claim::Cached(a) => return (a, Served::Cached),
+            Claim::Cached(a) => {
+                self.inner.metrics.retry(Served::Cached.as_str());
+                return (a, Served::Cached);
+            }
             Claim::Full => {
                 let mut a = Answer::text(Outcome::Backpressure, None);
                 a.retry = true;
                 a.detail = Some("too many triggers in flight".into());
                 return (a, Served::Direct);
             }
-            Claim::Join(rx) => (rx, Served::Joined),
+            Claim::Join(rx) => {
+                self.inner.metrics.retry(Served::Joined.as_str());
+                (rx, Served::Joined)
+            }
             Claim::Lead(lease) => {
                 let rx = lease.subscribe();
                 let backend = self.inner.backend.clone();

@@ -193,6 +193,15 @@ impl Running {
             .await
     }
 
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .client
+            .send(http::Method::GET, &self.url("/metrics"), &[], None)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();

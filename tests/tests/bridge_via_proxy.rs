@@ -1,0 +1,156 @@
+//! omni-bridge -> gateway-proxy (wss://, certificate pinned) -> gateway, end to end.
+//!
+//! The production path: the bridge holds only a proxy credential and the proxy's SPKI pin; the
+//! proxy terminates TLS, checks the credential and every request, and opens the upstream
+//! connection with the gateway token. Runs against the in-process mock always and against the
+//! real gateway too with `OPENCLAW_REAL=1` (see `integration_tests::Target`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use gateway_proxy::loopback::LoopbackProxy;
+use integration_tests::{Target, unique};
+use omni_bridge::config::{BridgeConfig, GatewayEntry};
+use omni_bridge::gateway::{ConnectError, GatewayError};
+use omni_bridge::register::http::{HttpClient, Method};
+use omni_bridge::service::bridge::RunningBridge;
+use shared_protocol::Secret;
+
+const INBOUND: &str = "via-proxy-inbound-secret";
+const CREDENTIAL: &str = "via-proxy-bridge-credential";
+/// Generous: the real gateway's first turn after start takes up to ~10 s.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+async fn bridge_for(proxy: &LoopbackProxy, pin: String) -> RunningBridge {
+    let mut gateway = GatewayEntry::new(proxy.wss_url.clone(), Secret::new(CREDENTIAL.to_string()));
+    gateway.pins = vec![pin];
+    let mut config = BridgeConfig::single(gateway, "main", Secret::new(INBOUND.to_string()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    config.listen = listener.local_addr().unwrap();
+    RunningBridge::start_standalone(&config, listener).unwrap()
+}
+
+async fn post(
+    client: &HttpClient,
+    bridge: &RunningBridge,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {INBOUND}");
+    let url = format!("http://{}{path}", bridge.addr());
+    let r = client
+        .send(
+            Method::POST,
+            &url,
+            &[("authorization", auth.as_str())],
+            Some(&body),
+        )
+        .await
+        .unwrap();
+    (r.status.as_u16(), r.json())
+}
+
+fn omni_body(chat: &str, text: &str, trace: &str) -> serde_json::Value {
+    serde_json::json!({
+        "instance": { "id": "via-proxy", "channelType": "telegram" },
+        "chat": { "id": chat },
+        "sender": { "id": "u-1", "name": "Eva" },
+        "content": { "text": text },
+        "traceId": trace,
+    })
+}
+
+#[tokio::test]
+async fn a_message_and_a_reset_go_through_the_pinned_proxy() {
+    for target in Target::all().await.unwrap() {
+        tokio::time::timeout(DEADLINE, async {
+            let proxy = LoopbackProxy::start(
+                &target.url,
+                &Secret::new(target.token.clone()),
+                &Secret::new(CREDENTIAL.into()),
+            )
+            .await
+            .unwrap();
+            let bridge = bridge_for(&proxy, proxy.pin.to_string()).await;
+            let client = HttpClient::new(DEADLINE);
+            let chat = unique("chat");
+
+            let (status, reply) = post(
+                &client,
+                &bridge,
+                "/omni/agents/main/trigger",
+                omni_body(&chat, "hello through the proxy", &unique("t")),
+            )
+            .await;
+            assert_eq!(status, 200, "{}: {reply}", target.name);
+            assert_eq!(
+                reply["reply"],
+                "FAKE-REPLY: you said <<[Eva]: hello through the proxy>>. chunk-a chunk-b chunk-c",
+                "{}",
+                target.name
+            );
+
+            // The write-scope reset (describe, patch archived, delete archivedOnly) passes the
+            // proxy's policy; sessions.reset would not.
+            let reset =
+                serde_json::json!({ "agentId": "main", "instanceId": "via-proxy", "chatId": chat });
+            let (status, body) = post(&client, &bridge, "/omni/sessions/reset", reset).await;
+            assert_eq!(status, 200, "{}: {body}", target.name);
+
+            if let Some(mock) = &target.mock {
+                // Upstream saw the gateway token from the proxy, never the bridge's credential.
+                let connects: Vec<_> = mock
+                    .requests()
+                    .into_iter()
+                    .filter(|r| r.method == "connect")
+                    .collect();
+                assert!(!connects.is_empty());
+                for c in &connects {
+                    assert_eq!(c.params["auth"]["token"], target.token.as_str());
+                    assert!(!c.params.to_string().contains(CREDENTIAL));
+                }
+                let methods: Vec<_> = mock.requests().into_iter().map(|r| r.method).collect();
+                for m in ["chat.send", "sessions.describe", "sessions.delete"] {
+                    assert!(
+                        methods.iter().any(|x| x == m),
+                        "{m} did not reach the gateway: {methods:?}"
+                    );
+                }
+            }
+            let _ = bridge.stop().await;
+            proxy.stop().await;
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{}: timed out", target.name));
+        target.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
+    let target = Target::mock().await.unwrap();
+    let proxy = LoopbackProxy::start(
+        &target.url,
+        &Secret::new(target.token.clone()),
+        &Secret::new(CREDENTIAL.into()),
+    )
+    .await
+    .unwrap();
+    let wrong = format!("sha256/spki:{}", "ab".repeat(32));
+    let bridge = bridge_for(&proxy, wrong).await;
+    let (name, _) = bridge.pool().statuses().into_iter().next().unwrap();
+    let handle = bridge.pool().get(&name).unwrap();
+    let err = tokio::time::timeout(DEADLINE, handle.check())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, GatewayError::Connect(ConnectError::PinMismatch)),
+        "{err:?}"
+    );
+    let _ = bridge.stop().await;
+    proxy.stop().await;
+    // The proxy refused nothing because no WebSocket upgrade happened: TLS failed first.
+    assert!(target.mock.as_ref().unwrap().requests().is_empty());
+    target.stop().await;
+}
