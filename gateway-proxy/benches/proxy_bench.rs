@@ -253,6 +253,25 @@ struct Cell {
     rps: f64,
     p50: u64,
     p99: u64,
+    /// CPU time of the relaying process per request+response (µs), when it has one.
+    cpu_us: Option<f64>,
+}
+
+/// `USER_HZ` of /proc/<pid>/stat (100 on Linux).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    // Fields after the comm: state is #3, utime #14 and stime #15 of the whole line.
+    let f: Vec<u64> = after_comm
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum()
 }
 
 async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
@@ -293,6 +312,7 @@ async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
         rps: all.len() as f64 / secs as f64,
         p50: all.value_at_quantile(0.5),
         p99: all.value_at_quantile(0.99),
+        cpu_us: None,
     }
 }
 
@@ -355,12 +375,17 @@ async fn bench() {
     let proxy = spawn_role(&proxy_args);
     let before = (!before_exe.is_empty()).then(|| spawn_role_of(before_exe.into(), &proxy_args));
     let nginx = spawn_nginx(stub.addr);
-    let mut targets = vec![("direct", stub.addr), ("gateway-proxy", proxy.addr)];
+    // (name, address, process whose CPU time is charged to the relayed requests)
+    let mut targets = vec![
+        ("direct", stub.addr, None),
+        ("gateway-proxy", proxy.addr, Some(proxy.child.id())),
+    ];
     if let Some(b) = &before {
-        targets.push(("proxy-before", b.addr));
+        targets.push(("proxy-before", b.addr, Some(b.child.id())));
     }
     if let Some((n, _)) = &nginx {
-        targets.push(("nginx", n.addr));
+        let worker = children(n.child.id()).first().copied();
+        targets.push(("nginx", n.addr, worker));
     } else {
         eprintln!("nginx not available: skipped");
     }
@@ -371,11 +396,19 @@ async fn bench() {
         .collect();
     for round in 0..if memory_only { 0 } else { rounds } {
         for (li, conns) in LOADS.iter().enumerate() {
-            for (ti, (name, addr)) in targets.iter().enumerate() {
-                let c = load(*addr, *conns, secs).await;
+            for (ti, (name, addr, pid)) in targets.iter().enumerate() {
+                let cpu_before = pid.map(cpu_ticks);
+                let mut c = load(*addr, *conns, secs).await;
+                if let (Some(pid), Some(t0)) = (pid, cpu_before) {
+                    let ticks = cpu_ticks(*pid).saturating_sub(t0) as f64;
+                    c.cpu_us = Some(ticks * 1e6 / CLOCK_TICKS_PER_SEC / (c.rps * secs as f64));
+                }
                 eprintln!(
-                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs",
-                    c.rps, c.p50, c.p99
+                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs cpu/req {:>5.1} µs",
+                    c.rps,
+                    c.p50,
+                    c.p99,
+                    c.cpu_us.unwrap_or(0.0)
                 );
                 results[ti][li].push(c);
             }
@@ -418,34 +451,41 @@ async fn bench() {
     }
 }
 
-fn print_table(targets: &[(&str, SocketAddr)], results: &[Vec<Vec<Cell>>], rounds: usize) {
+fn print_table(
+    targets: &[(&str, SocketAddr, Option<u32>)],
+    results: &[Vec<Vec<Cell>>],
+    rounds: usize,
+) {
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         v[v.len() / 2]
     };
     println!(
-        "\n| target | load | req/s (median of {rounds}) | % of direct | p50 µs | p99 µs | added p50/p99 µs |"
+        "\n| target | load | req/s (median of {rounds}) | % of direct | p50 µs | p99 µs | added p50/p99 µs | CPU µs per req+res |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (li, conns) in LOADS.iter().enumerate() {
         let stat = |ti: usize| {
             let cells = &results[ti][li];
             let mut r: Vec<f64> = cells.iter().map(|c| c.rps).collect();
             let mut p50: Vec<f64> = cells.iter().map(|c| c.p50 as f64).collect();
             let mut p99: Vec<f64> = cells.iter().map(|c| c.p99 as f64).collect();
-            (median(&mut r), median(&mut p50), median(&mut p99))
+            let mut cpu: Vec<f64> = cells.iter().filter_map(|c| c.cpu_us).collect();
+            let cpu = (!cpu.is_empty()).then(|| median(&mut cpu));
+            (median(&mut r), median(&mut p50), median(&mut p99), cpu)
         };
-        let (dr, d50, d99) = stat(0);
-        for (ti, (name, _)) in targets.iter().enumerate() {
-            let (r, p50, p99) = stat(ti);
+        let (dr, d50, d99, _) = stat(0);
+        for (ti, (name, _, _)) in targets.iter().enumerate() {
+            let (r, p50, p99, cpu) = stat(ti);
             println!(
-                "| {name} | {conns} conn | {r:.0} | {:.0}% | {p50:.0} | {p99:.0} | {} |",
+                "| {name} | {conns} conn | {r:.0} | {:.0}% | {p50:.0} | {p99:.0} | {} | {} |",
                 100.0 * r / dr,
                 if ti == 0 {
                     "–".to_string()
                 } else {
-                    format!("+{:.0}/+{:.0}", p50 - d50, p99 - d99)
-                }
+                    format!("{:+.0}/{:+.0}", p50 - d50, p99 - d99)
+                },
+                cpu.map_or("–".to_string(), |c| format!("{c:.1}"))
             );
         }
     }

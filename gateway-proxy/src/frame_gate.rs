@@ -28,7 +28,10 @@ const MAX_HEADER_BYTES: usize = 14;
 #[derive(Debug, Clone, Copy)]
 enum Cursor {
     /// Collecting a frame header: the bytes so far.
-    Header { bytes: [u8; MAX_HEADER_BYTES], have: usize },
+    Header {
+        bytes: [u8; MAX_HEADER_BYTES],
+        have: usize,
+    },
     /// Inside a payload: bytes still to come.
     Payload { left: u64 },
 }
@@ -254,7 +257,10 @@ mod tests {
                 let mut io = GatedIo::new(far);
                 io.arm();
                 let mut ws = WebSocketStream::from_raw_socket(io, reader, None).await;
-                assert_eq!(texts(&mut ws, 3).await, ["short", mid.as_str(), big.as_str()]);
+                assert_eq!(
+                    texts(&mut ws, 3).await,
+                    ["short", mid.as_str(), big.as_str()]
+                );
                 let mut ws = into_relay(ws, reader).await.unwrap();
                 assert_eq!(texts(&mut ws, 2).await, ["after", big.as_str()]);
             }

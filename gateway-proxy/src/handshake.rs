@@ -14,7 +14,7 @@ use shared_protocol::connect::{Challenge, ClientId, ClientMode, ConnectAuth, Con
 use shared_protocol::device::verify_proof;
 use shared_protocol::frame::{Frame, encode_event, encode_response_ok};
 use shared_protocol::limits::PROTOCOL_VERSION;
-use shared_protocol::{DetailCode, ErrorCode, ErrorShape, Scope, ScopeSet};
+use shared_protocol::{DetailCode, ErrorCode, ErrorShape, Scope, ScopeSet, Secret};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -324,6 +324,51 @@ fn check_handshake_rate(shared: &Shared, ctx: &ConnCtx, id: &str) -> Result<(), 
     })
 }
 
+/// The refusal messages of one handshake mode, for a missing and for an unknown token.
+struct TokenRefusals {
+    missing: &'static str,
+    mismatch: &'static str,
+}
+
+/// Exchange mode: the token is the proxy's own credential.
+const EXCHANGE_REFUSALS: TokenRefusals = TokenRefusals {
+    missing: "unauthorized: proxy token missing",
+    mismatch: "unauthorized: proxy token mismatch",
+};
+
+/// Passthrough mode: the client sends its own gateway token (of any kind), which the proxy must
+/// also hold as a credential.
+const PASSTHROUGH_REFUSALS: TokenRefusals = TokenRefusals {
+    missing: "unauthorized: token missing",
+    mismatch: "unauthorized: token not allowed by proxy",
+};
+
+/// What both modes check once the client's connect (request `id`, `params`, the challenge's
+/// `nonce`) is read, in this order: a non-empty token that names a credential, the operator
+/// role, then the client certificate and device proof that credential asks for. Returns the
+/// credential and the device id, if a device signed.
+fn authenticate(
+    shared: &Shared,
+    ctx: &ConnCtx,
+    id: &str,
+    params: &ConnectParams,
+    nonce: &str,
+    token: Option<&Secret>,
+    refusals: &TokenRefusals,
+) -> Result<(Arc<Credential>, Option<String>), Refusal> {
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| auth_refusal(id, DetailCode::AuthTokenMissing, refusals.missing, None))?;
+    let cred = shared
+        .creds
+        .authenticate(token.expose())
+        .ok_or_else(|| auth_refusal(id, DetailCode::AuthTokenMismatch, refusals.mismatch, None))?;
+    check_operator(id, params)?;
+    check_client_cert(id, &cred, ctx)?;
+    let device = check_device(id, &cred, params, nonce)?;
+    Ok((cred, device))
+}
+
 fn take_slot(shared: &Shared, id: &str, cred: &Arc<Credential>) -> Result<ConnectionSlot, Refusal> {
     cred.try_acquire().ok_or_else(|| {
         shared.metrics.limited(LimitKind::Connections);
@@ -411,25 +456,15 @@ fn upstream_params(client: &ConnectParams, scopes: ScopeSet, shared: &Shared) ->
         info.mode = ClientMode::Backend;
     }
     ConnectParams {
-        min_protocol: PROTOCOL_VERSION,
-        max_protocol: PROTOCOL_VERSION,
-        client: info,
-        role: Some(Role::Operator),
-        scopes: Some(scopes.names().into_iter().map(String::from).collect()),
         caps: client.caps.clone(),
-        commands: None,
-        permissions: None,
-        path_env: None,
-        computer_use: None,
-        worker_runs: None,
-        model_catalog: None,
+        // Always an `auth` object, carrying the upstream token when one is configured.
         auth: Some(ConnectAuth {
             token: shared.upstream.token().cloned(),
             ..ConnectAuth::default()
         }),
-        device: None,
         locale: client.locale.clone(),
         user_agent: client.user_agent.clone(),
+        ..ConnectParams::operator(info, scopes.iter(), None)
     }
 }
 
@@ -506,30 +541,9 @@ where
     let (id, params) = parse_connect(&first)?;
     check_protocol(&id, &params)?;
     check_handshake_rate(shared, ctx, &id)?;
-    let token = params
-        .auth
-        .as_ref()
-        .and_then(|a| a.token.as_ref())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            auth_refusal(
-                &id,
-                DetailCode::AuthTokenMissing,
-                "unauthorized: proxy token missing",
-                None,
-            )
-        })?;
-    let cred = shared.creds.authenticate(token.expose()).ok_or_else(|| {
-        auth_refusal(
-            &id,
-            DetailCode::AuthTokenMismatch,
-            "unauthorized: proxy token mismatch",
-            None,
-        )
-    })?;
-    check_operator(&id, &params)?;
-    check_client_cert(&id, &cred, ctx)?;
-    let device = check_device(&id, &cred, &params, &nonce)?;
+    let token = params.auth.as_ref().and_then(|a| a.token.as_ref());
+    let (cred, device) =
+        authenticate(shared, ctx, &id, &params, &nonce, token, &EXCHANGE_REFUSALS)?;
     let slot = take_slot(shared, &id, &cred)?;
     let requested = ScopeSet::from_names(params.scopes.iter().flatten().map(String::as_str));
     let granted = requested.clamp_to(cred.policy.grant);
@@ -607,26 +621,16 @@ where
     ]
     .into_iter()
     .flatten()
-    .find(|t| !t.is_empty())
-    .ok_or_else(|| {
-        auth_refusal(
-            &id,
-            DetailCode::AuthTokenMissing,
-            "unauthorized: token missing",
-            None,
-        )
-    })?;
-    let cred = shared.creds.authenticate(token.expose()).ok_or_else(|| {
-        auth_refusal(
-            &id,
-            DetailCode::AuthTokenMismatch,
-            "unauthorized: token not allowed by proxy",
-            None,
-        )
-    })?;
-    check_operator(&id, &params)?;
-    check_client_cert(&id, &cred, ctx)?;
-    let device = check_device(&id, &cred, &params, &nonce)?;
+    .find(|t| !t.is_empty());
+    let (cred, device) = authenticate(
+        shared,
+        ctx,
+        &id,
+        &params,
+        &nonce,
+        token,
+        &PASSTHROUGH_REFUSALS,
+    )?;
     let requested = strict_scopes(&id, &params)?;
     if let Some(missing) = requested.iter().find(|s| !cred.policy.grant.satisfies(*s)) {
         shared

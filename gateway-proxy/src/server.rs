@@ -301,17 +301,18 @@ impl Proxy {
         let mut admitted = match admitted {
             Ok(a) => a,
             Err(refusal) => {
-                refuse(shared, &ctx, &mut client, refusal).await;
+                Box::pin(refuse(shared, &ctx, &mut client, refusal)).await;
                 return;
             }
         };
         // Fresh small buffers (and the relay's message cap) for the connection's life: the
         // handshake's large frames (hello-ok) must not stay resident per idle connection.
-        let relay_sockets = async {
+        // Boxed too: inline, these futures made every connection's task ~9 KiB larger.
+        let relay_sockets = Box::pin(async {
             let client = into_relay(client, Role::Server).await?;
             admitted.upstream = into_relay(admitted.upstream, Role::Client).await?;
             Ok::<_, tokio_tungstenite::tungstenite::Error>((client, admitted))
-        };
+        });
         let (client, admitted) = match relay_sockets.await {
             Ok(x) => x,
             Err(e) => {

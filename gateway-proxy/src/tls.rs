@@ -133,7 +133,8 @@ pub fn upstream_client_config(pins: &[Pin]) -> Result<Option<Arc<ClientConfig>>,
     if pins.is_empty() {
         return Ok(None);
     }
-    let config = pinned_client_config(pins, provider()).map_err(|e| ProxyError::Tls(e.to_string()))?;
+    let config =
+        pinned_client_config(pins, provider()).map_err(|e| ProxyError::Tls(e.to_string()))?;
     Ok(Some(Arc::new(config)))
 }
 

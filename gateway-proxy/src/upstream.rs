@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
 use serde_json::value::RawValue;
 use shared_protocol::connect::{Challenge, ConnectParams};
 use shared_protocol::device::DeviceIdentity;
@@ -17,7 +18,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use rustls::pki_types::ServerName;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::config::{UpstreamConfig, UpstreamIdentity};
@@ -312,7 +312,10 @@ mod tests {
     #[test]
     fn probe_address_from_url() {
         let hp = |u: &str| host_port(u).map(|(h, p)| format!("{h} {p}"));
-        assert_eq!(hp("ws://127.0.0.1:18789").as_deref(), Some("127.0.0.1 18789"));
+        assert_eq!(
+            hp("ws://127.0.0.1:18789").as_deref(),
+            Some("127.0.0.1 18789")
+        );
         assert_eq!(hp("wss://gw.example").as_deref(), Some("gw.example 443"));
         assert_eq!(hp("ws://[::1]:9/").as_deref(), Some("::1 9"));
     }

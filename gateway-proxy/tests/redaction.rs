@@ -3,42 +3,25 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::Arc;
-
 use common::*;
 use futures_util::SinkExt;
-use parking_lot::Mutex;
 use shared_protocol::connect::{ClientId, ClientInfo, ClientMode, ConnectParams};
 use shared_protocol::device::DeviceIdentity;
+use shared_protocol::log_filter::LogCapture;
 use shared_protocol::{Scope, Secret};
 use tokio_tungstenite::tungstenite::Message;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const MESSAGE: &str = "TOP-SECRET-MESSAGE-TEXT-42";
 const WRONG: &str = "gwp_WRONG-SECRET-ATTEMPT-99";
 
 #[tokio::test]
 async fn no_secret_reaches_logs_or_the_audit_file() {
-    let capture = Capture::default();
-    let c2 = capture.clone();
+    let capture = LogCapture::new();
     tracing_subscriber::fmt()
         .with_env_filter(shared_protocol::log_filter::capped(
             tracing_subscriber::EnvFilter::new("trace"),
         ))
-        .with_writer(move || c2.clone())
+        .with_writer(capture.clone())
         .json()
         .init();
     tokio::time::timeout(T, async {
@@ -78,7 +61,7 @@ async fn no_secret_reaches_logs_or_the_audit_file() {
         let audit = p.audit();
         p.stop().await;
 
-        let logs = String::from_utf8(capture.0.lock().clone()).unwrap();
+        let logs = capture.contents();
         assert!(
             logs.contains("audit") && logs.contains("AUTH_TOKEN_MISMATCH"),
             "logs were captured"

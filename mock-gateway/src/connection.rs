@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use serde_json::Value;
 use shared_protocol::limits::MAX_PREAUTH_PAYLOAD_BYTES;
 use shared_protocol::{ErrorCode, ErrorShape, Frame, close_code};
 use tokio::net::TcpStream;
@@ -16,10 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{CLOSE_GRACE, MAX_MESSAGE_BYTES, READ_BUFFER_BYTES, WRITE_BUFFER_BYTES};
 use crate::connect_schema::{ConnectParamsError, validate};
-use crate::dispatch::{ConnCtx, handle_request};
+use crate::dispatch::{ConnCtx, handle_request, record_request};
 use crate::handshake::{Refusal, UpgradeInfo, admit, hello_ok};
 use crate::outbound::{Outbound, WriterEnd, write_loop};
-use crate::record::ReceivedRequest;
 use crate::state::{ConnEntry, Gateway, now_ms};
 
 /// Upgrade headers that mark a proxied request; the gateway answers those from loopback with 403.
@@ -199,16 +197,7 @@ async fn handshake(
     let Ok(Frame::Request(req)) = Frame::parse(&text) else {
         return Err(refuse(&ctx, "", &invalid("invalid request frame".into())));
     };
-    let params: Value = req
-        .params
-        .and_then(|p| serde_json::from_str(p.get()).ok())
-        .unwrap_or(Value::Null);
-    gw.log.push(ReceivedRequest {
-        connection: ctx.conn,
-        id: req.id.to_string(),
-        method: req.method.to_string(),
-        params: params.clone(),
-    });
+    let params = record_request(gw, ctx.conn, &req);
     if req.method != shared_protocol::methods::names::CONNECT {
         let message = "invalid handshake: first request must be connect".to_string();
         return Err(refuse(&ctx, &req.id, &invalid(message)));

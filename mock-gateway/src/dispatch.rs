@@ -49,18 +49,25 @@ impl ConnCtx {
     }
 }
 
-/// Records and answers one request.
-pub(crate) fn handle_request(gw: &Arc<Gateway>, ctx: &ConnCtx, req: &RequestFrame<'_>) {
+/// Adds a request of connection `conn` (the connect included) to the log tests read, and
+/// returns its params (`null` when absent or unreadable).
+pub(crate) fn record_request(gw: &Gateway, conn: u64, req: &RequestFrame<'_>) -> Value {
     let params: Value = req
         .params
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .unwrap_or(Value::Null);
     gw.log.push(ReceivedRequest {
-        connection: ctx.conn,
+        connection: conn,
         id: req.id.to_string(),
         method: req.method.to_string(),
         params: params.clone(),
     });
+    params
+}
+
+/// Records and answers one request.
+pub(crate) fn handle_request(gw: &Arc<Gateway>, ctx: &ConnCtx, req: &RequestFrame<'_>) {
+    let params = record_request(gw, ctx.conn, req);
     if let Err(missing) = requirement(&req.method, req.params).check(ctx.scopes) {
         let error = match missing {
             Some(scope) => ErrorShape::missing_scope(scope.as_str()),

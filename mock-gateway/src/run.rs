@@ -10,6 +10,7 @@ use shared_protocol::chat::{ChatEvent, ChatMessage, ChatState, QueueMode};
 use shared_protocol::events::names;
 use tokio_util::sync::CancellationToken;
 
+use crate::chat::ChatBook;
 use crate::config::{MAX_STEERED_MESSAGES, SLOW_DELTA_INTERVAL};
 use crate::fault::RunFault;
 use crate::reply::{is_provider_failure, is_slow, reply_chunks};
@@ -331,12 +332,8 @@ impl Runner {
                 if next.is_none()
                     && self.run.fault != Some(RunFault::NeverFinish)
                     && self.run.followups.lock().is_empty()
-                    && book
-                        .active
-                        .get(&self.run.session_key)
-                        .is_some_and(|r| Arc::ptr_eq(r, &self.run))
                 {
-                    book.active.remove(&self.run.session_key);
+                    self.leave_session(&mut book);
                 }
                 next
             };
@@ -378,15 +375,21 @@ impl Runner {
     fn next_followup(&self) -> Option<String> {
         let mut book = self.gw.chat.lock();
         let next = self.run.followups.lock().pop_front();
-        if next.is_none()
-            && book
-                .active
-                .get(&self.run.session_key)
-                .is_some_and(|r| Arc::ptr_eq(r, &self.run))
+        if next.is_none() {
+            self.leave_session(&mut book);
+        }
+        next
+    }
+
+    /// Frees the session for the next run, if this run still holds it.
+    fn leave_session(&self, book: &mut ChatBook) {
+        if book
+            .active
+            .get(&self.run.session_key)
+            .is_some_and(|r| Arc::ptr_eq(r, &self.run))
         {
             book.active.remove(&self.run.session_key);
         }
-        next
     }
 }
 

@@ -1,36 +1,20 @@
 //! Tokens, device tokens and signatures never reach the mock's logs, even at trace level.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::{ConnectOptions, Outcome, Target};
 use mock_gateway::MockGateway;
-use parking_lot::Mutex;
+use shared_protocol::log_filter::LogCapture;
 
 const TOKEN: &str = "sekrit-gateway-token-4711";
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_secret_in_trace_output() {
-    let capture = Capture::default();
-    let writer = capture.clone();
+    let capture = LogCapture::new();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(capture.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let device_token = tokio::time::timeout(Duration::from_secs(20), async {
@@ -56,7 +40,7 @@ async fn no_secret_in_trace_output() {
     })
     .await
     .unwrap();
-    let logs = String::from_utf8(capture.0.lock().clone()).unwrap();
+    let logs = capture.contents();
     assert!(
         logs.contains("mock gateway listening"),
         "the capture works: {logs}"

@@ -41,10 +41,13 @@ pub const DEFAULT_GATEWAY_NAME: &str = "default";
 pub const DEFAULT_AGENT_NAME: &str = "main";
 /// Command that clears a conversation when it is the whole message.
 pub const DEFAULT_RESET_COMMAND: &str = "/reset";
-/// Time the gateway has to acknowledge `chat.send` (Omni's provider used 10 s).
-pub const DEFAULT_SEND_ACK_TIMEOUT_SECS: u64 = 10;
-/// Time a run may take from ack to its terminal event (Omni's provider used 120 s).
-pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = 120;
+/// Time the gateway has to acknowledge `chat.send`, in seconds: the connection layer's
+/// [`DEFAULT_SEND_ACK_TIMEOUT`](crate::gateway::config::DEFAULT_SEND_ACK_TIMEOUT).
+pub const DEFAULT_SEND_ACK_TIMEOUT_SECS: u64 =
+    crate::gateway::config::DEFAULT_SEND_ACK_TIMEOUT.as_secs();
+/// Time a run may take from ack to its terminal event, in seconds: the connection layer's
+/// [`DEFAULT_RUN_TIMEOUT`](crate::gateway::config::DEFAULT_RUN_TIMEOUT).
+pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = crate::gateway::config::DEFAULT_RUN_TIMEOUT.as_secs();
 /// Time in-flight requests get to finish on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 

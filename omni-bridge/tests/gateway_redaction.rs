@@ -7,37 +7,21 @@
 
 mod gateway_support;
 
-use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_support::{TEST_TIMEOUT, TOKEN, config, pool, request};
 use mock_gateway::{MockGateway, fake_reply};
-use parking_lot::Mutex;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use shared_protocol::log_filter::LogCapture;
 
 #[tokio::test]
 async fn no_secret_in_logs_across_connect_run_and_reconnect() {
-    let capture = Capture::default();
-    let writer = capture.clone();
+    let capture = LogCapture::new();
     tracing_subscriber::fmt()
         .with_env_filter(shared_protocol::log_filter::capped(
             tracing_subscriber::EnvFilter::new("trace"),
         ))
         .with_ansi(false)
-        .with_writer(move || writer.clone())
+        .with_writer(capture.clone())
         .init();
 
     tokio::time::timeout(TEST_TIMEOUT, async {
@@ -89,7 +73,7 @@ async fn no_secret_in_logs_across_connect_run_and_reconnect() {
         gw.stop().await;
         tokio::fs::remove_dir_all(&dir).await.unwrap();
 
-        let logs = String::from_utf8(capture.0.lock().clone()).unwrap();
+        let logs = capture.contents();
         assert!(
             logs.contains("sending connect"),
             "the connect frame was logged (redacted)"

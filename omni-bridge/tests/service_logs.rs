@@ -4,34 +4,17 @@
 
 mod service_support;
 
-use std::io::Write;
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 use service_support::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use shared_protocol::log_filter::LogCapture;
 
 #[tokio::test(flavor = "current_thread")]
 async fn one_line_per_trigger_without_text_or_secrets() {
-    let capture = Capture::default();
-    let writer = capture.clone();
+    let capture = LogCapture::new();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
+        .with_writer(capture.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     tokio::time::timeout(TEST_TIMEOUT, async {
@@ -47,7 +30,7 @@ async fn one_line_per_trigger_without_text_or_secrets() {
     })
     .await
     .unwrap();
-    let text = String::from_utf8(capture.0.lock().clone()).unwrap();
+    let text = capture.contents();
     assert!(!text.contains("4111-1111"), "message text leaked: {text}");
     assert!(!text.contains(INBOUND), "inbound token leaked");
     assert!(!text.contains("wrong-token-xyz"), "presented token leaked");

@@ -74,12 +74,27 @@ impl ConnectParams {
     /// The connect a loopback backend sends: `gateway-client`/`backend`, operator, the given scopes,
     /// token auth. Scopes are kept by the gateway only for this client on a direct loopback link.
     pub fn backend(version: &str, scopes: &[crate::Scope], token: Option<Secret>) -> Self {
+        Self::operator(
+            ClientInfo::new(ClientId::GatewayClient, ClientMode::Backend, version),
+            scopes.iter().copied(),
+            token,
+        )
+    }
+
+    /// An operator connect for `client` at this crate's protocol version: the given scopes, no
+    /// caps, token auth when `token` is given, and nothing else (callers relaying another
+    /// client's connect override `caps`, `auth`, `locale`, ... with struct-update syntax).
+    pub fn operator(
+        client: ClientInfo,
+        scopes: impl IntoIterator<Item = crate::Scope>,
+        token: Option<Secret>,
+    ) -> Self {
         Self {
             min_protocol: crate::limits::PROTOCOL_VERSION,
             max_protocol: crate::limits::PROTOCOL_VERSION,
-            client: ClientInfo::new(ClientId::GatewayClient, ClientMode::Backend, version),
+            client,
             role: Some(Role::Operator),
-            scopes: Some(scopes.iter().map(|s| s.as_str().to_string()).collect()),
+            scopes: Some(scopes.into_iter().map(|s| s.as_str().to_string()).collect()),
             caps: Some(Vec::new()),
             commands: None,
             permissions: None,
@@ -468,6 +483,19 @@ mod tests {
         let logged = p.redacted_json().to_string();
         assert!(!logged.contains("tok\"") && logged.contains("***"));
         assert!(!format!("{p:?}").contains("\"tok\""));
+    }
+
+    #[test]
+    fn operator_connect_keeps_the_given_client_and_has_no_auth_without_a_token() {
+        let client = ClientInfo::new(ClientId::Cli, ClientMode::Cli, "9.9");
+        let p = ConnectParams::operator(client, [Scope::Admin, Scope::Read], None);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"minProtocol":4,"maxProtocol":4,
+                "client":{"id":"cli","version":"9.9","platform":"linux","mode":"cli"},
+                "role":"operator","scopes":["operator.admin","operator.read"],"caps":[]})
+        );
     }
 
     #[test]

@@ -250,7 +250,10 @@ mod tests {
             &format!("sha1/cert:{hex64}"),
         ] {
             let err = Pin::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("expected sha256/cert:<64 hex>"), "{bad}: {err}");
+            assert!(
+                err.contains("expected sha256/cert:<64 hex>"),
+                "{bad}: {err}"
+            );
         }
     }
 

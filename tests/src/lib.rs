@@ -112,6 +112,18 @@ impl Target {
         })
     }
 
+    /// [`Target::real`], or `None` after saying on stderr how to enable it: for tests that only
+    /// make sense against the real gateway and return early without it.
+    pub fn real_or_skip() -> Option<Self> {
+        let real = Self::real();
+        if real.is_none() {
+            eprintln!(
+                "skipped: set OPENCLAW_REAL=1 to run against the real gateway (OPENCLAW_URL, OPENCLAW_TOKEN)"
+            );
+        }
+        real
+    }
+
     /// The mock, plus the real gateway when enabled.
     ///
     /// # Errors

@@ -7,25 +7,13 @@
 
 use std::time::Duration;
 
+use integration_tests::Target;
 use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::register::http::{HttpClient, Method};
+use omni_bridge::register::http::HttpClient;
 use omni_bridge::service::bridge::RunningBridge;
 use shared_protocol::Secret;
 
 const INBOUND: &str = "e2e-inbound-secret";
-
-fn real_gateway() -> Option<(String, String)> {
-    if std::env::var("OPENCLAW_REAL").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set OPENCLAW_REAL=1 to run against the real gateway (OPENCLAW_URL, OPENCLAW_TOKEN)"
-        );
-        return None;
-    }
-    Some((
-        std::env::var("OPENCLAW_URL").unwrap_or_else(|_| "ws://127.0.0.1:18789".into()),
-        std::env::var("OPENCLAW_TOKEN").unwrap_or_else(|_| "test-token-123".into()),
-    ))
-}
 
 async fn start(url: &str, token: &str) -> RunningBridge {
     let mut config = BridgeConfig::single(
@@ -61,22 +49,14 @@ async fn post(
     path: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let auth = format!("Bearer {INBOUND}");
-    let r = client
-        .send(
-            Method::POST,
-            &format!("http://{}{path}", bridge.addr()),
-            &[("authorization", auth.as_str())],
-            Some(body),
-        )
-        .await
-        .unwrap();
+    let url = format!("http://{}{path}", bridge.addr());
+    let r = client.post_bearer(&url, INBOUND, body).await.unwrap();
     (r.status.as_u16(), r.json())
 }
 
 #[tokio::test]
 async fn omni_post_reaches_the_real_gateway_and_retries_do_not_rerun() {
-    let Some((url, token)) = real_gateway() else {
+    let Some(Target { url, token, .. }) = Target::real_or_skip() else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(120), async {

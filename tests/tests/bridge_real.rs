@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use integration_tests::Target;
 use omni_bridge::gateway::{
     CancellationToken, GatewayConfig, GatewayPool, Registry, ReplyOutcome, RunRequest,
 };
@@ -20,19 +21,6 @@ const SCRIPT: &str = "/work/shared/real-gateway/start-gateway.sh";
 const OWN_PORT: &str = "18799";
 const OWN_LLM_PORT: &str = "18798";
 const OWN_STATE: &str = "/tmp/oc-bridge-restart";
-
-fn real_gateway() -> Option<(String, String)> {
-    if std::env::var("OPENCLAW_REAL").as_deref() != Ok("1") {
-        eprintln!(
-            "skipped: set OPENCLAW_REAL=1 to run against the real gateway (OPENCLAW_URL, OPENCLAW_TOKEN)"
-        );
-        return None;
-    }
-    Some((
-        std::env::var("OPENCLAW_URL").unwrap_or_else(|_| "ws://127.0.0.1:18789".into()),
-        std::env::var("OPENCLAW_TOKEN").unwrap_or_else(|_| "test-token-123".into()),
-    ))
-}
 
 fn expected(message: &str) -> String {
     format!("FAKE-REPLY: you said <<{message}>>. chunk-a chunk-b chunk-c")
@@ -61,7 +49,7 @@ fn pool(url: &str, token: &str) -> GatewayPool {
 
 #[tokio::test]
 async fn bridge_runs_joins_checks_and_resets_on_the_real_gateway() {
-    let Some((url, token)) = real_gateway() else {
+    let Some(Target { url, token, .. }) = Target::real_or_skip() else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(180), async {
@@ -142,7 +130,7 @@ impl Drop for OwnGateway {
 
 #[tokio::test]
 async fn a_real_gateway_restart_mid_run_gives_the_reply_or_a_prompt_retryable_error() {
-    let Some((_, token)) = real_gateway() else {
+    let Some(Target { token, .. }) = Target::real_or_skip() else {
         return;
     };
     tokio::time::timeout(Duration::from_secs(300), async {

@@ -2,12 +2,15 @@
 //! export.
 //!
 //! Starts the real chain in-process on loopback: mock-gateway <- gateway-proxy <- omni-bridge,
-//! drives traffic (a completed trigger, a failed one, a denied request, a rate-limited
-//! `chat.send`), scrapes both services' real `/metrics` over HTTP and checks every metric name and
+//! drives traffic (a completed trigger, a session reset, three failed runs that open the breaker,
+//! a denied request, a rate-limited `chat.send`, runs of another client whose events the bridge
+//! drops), asserts those moved the counters the dashboards show, scrapes both services' real `/metrics` over HTTP and checks every metric name and
 //! label name used by `dashboards/*.json` and `dashboards/alerts.yml` against the scrape. Also
 //! checks that every alert links to an existing section of `docs/runbook.md`, that the config files
-//! shipped in `deploy/` load with the services' own loaders, and runs `promtool check rules` (and
-//! `promtool check config` on the compose Prometheus config) when `promtool` is on PATH.
+//! shipped in `deploy/` load with the services' own loaders, that the committed JSON is what
+//! `dashboards/generate.py` writes (when `python3` is on PATH), and runs `promtool check rules`
+//! (and `promtool check config` on the compose Prometheus config) when `promtool` is on PATH;
+//! each optional tool prints that it was skipped when absent.
 //!
 //! The PromQL and YAML readers are small hand-written scanners: enough for identifiers, matchers
 //! and grouping clauses, which is all this check needs.
@@ -510,11 +513,11 @@ fn check_rules(scrape: &Scrape) -> (usize, Vec<String>) {
     (rules.len(), problems)
 }
 
-fn promtool() -> Option<PathBuf> {
+fn on_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
-        .map(|d| Path::new(d).join("promtool"))
+        .map(|d| Path::new(d).join(program))
         .find(|p| p.is_file())
 }
 
@@ -854,7 +857,7 @@ async fn dashboards_and_alerts_use_only_exported_series() {
     assert!(bridge_exprs >= 10 && proxy_exprs >= 8 && rules >= 10);
     println!("checked {bridge_exprs} + {proxy_exprs} panel expressions and {rules} alert rules");
 
-    match promtool() {
+    match on_path("promtool") {
         Some(p) => {
             run_promtool(&p, &["check", "rules", "dashboards/alerts.yml"], &repo());
             // Prometheus resolves rule_files relative to its config: check the compose config
@@ -935,6 +938,34 @@ fn the_checker_reports_unknown_metrics_and_labels() {
             "{expr} must be reported"
         );
     }
+}
+
+#[test]
+fn the_committed_dashboards_are_what_generate_py_writes() {
+    let Some(python) = on_path("python3") else {
+        println!("python3 not on PATH: skipped the freshness check of dashboards/*.json");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("dash-gen-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(python)
+        .arg(repo().join("dashboards/generate.py"))
+        .env("DASHBOARDS_OUT", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["omni-bridge.json", "gateway-proxy.json"] {
+        let fresh = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(
+            fresh == read(&format!("dashboards/{name}")),
+            "dashboards/{name} is stale: run `python3 dashboards/generate.py`"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! `POST /omni/sessions/reset` (so the bridge's session-key rules, including hashed keys, apply).
 
 use clap::Args;
-use http::Method;
 
 use super::CliError;
 use crate::register::http::HttpClient;
@@ -63,14 +62,8 @@ pub async fn run(args: ResetArgs) -> Result<(), CliError> {
         "chatId": args.chat,
         "sessionId": args.session,
     });
-    let auth = format!("Bearer {}", args.inbound_token);
     let reply = HttpClient::default()
-        .send(
-            Method::POST,
-            &url,
-            &[("authorization", auth.as_str())],
-            Some(&body),
-        )
+        .post_bearer(&url, &args.inbound_token, &body)
         .await
         .map_err(|e| CliError::Message(format!("{e}. Is `omni-bridge serve` running there?")))?;
     let json = reply.json();

@@ -12,9 +12,10 @@ use shared_protocol::Secret;
 use super::error::GatewayError;
 use super::pin::CertPin;
 
-/// Default budget for getting a `chat.send` acknowledged, including waiting for the connection.
+/// Default budget for getting a `chat.send` acknowledged, including waiting for the connection
+/// (Omni's provider used 10 s).
 pub const DEFAULT_SEND_ACK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default budget for the accumulation phase (ack to terminal event).
+/// Default budget for the accumulation phase, ack to terminal event (Omni's provider used 120 s).
 pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Default number of runs in flight on one connection (Omni's provider used 50).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 50;

@@ -145,19 +145,31 @@ impl Link {
             pending.insert(id.clone(), tx);
         }
         let _guard = PendingGuard { link: self, id };
-        tokio::select! {
-            sent = self.out.send(Message::text(text)) => {
-                if sent.is_err() {
-                    return Err(RequestError::Lost);
+        // One timer and one cancellation waiter for both phases, and none at all for queueing
+        // when the writer's queue has room (the common case).
+        let timeout = tokio::time::sleep_until(deadline);
+        tokio::pin!(timeout);
+        let closed = self.closed.cancelled();
+        tokio::pin!(closed);
+        match self.out.try_send(Message::text(text)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(RequestError::Lost),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                tokio::select! {
+                    sent = self.out.send(msg) => {
+                        if sent.is_err() {
+                            return Err(RequestError::Lost);
+                        }
+                    }
+                    () = &mut timeout => return Err(RequestError::Timeout),
+                    () = &mut closed => return Err(RequestError::Lost),
                 }
             }
-            () = tokio::time::sleep_until(deadline) => return Err(RequestError::Timeout),
-            () = self.closed.cancelled() => return Err(RequestError::Lost),
         }
         tokio::select! {
             response = rx => response.map_err(|_| RequestError::Lost),
-            () = tokio::time::sleep_until(deadline) => Err(RequestError::Timeout),
-            () = self.closed.cancelled() => Err(RequestError::Lost),
+            () = &mut timeout => Err(RequestError::Timeout),
+            () = &mut closed => Err(RequestError::Lost),
         }
     }
 }

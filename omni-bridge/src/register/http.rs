@@ -103,6 +103,22 @@ impl HttpClient {
         self.send_raw(method, url, headers, bytes).await
     }
 
+    /// POSTs `body` as JSON with `Authorization: Bearer <token>`: how Omni, the CLI and the
+    /// benchmark call the bridge.
+    ///
+    /// # Errors
+    /// [`HttpError`] when no response came back.
+    pub async fn post_bearer(
+        &self,
+        url: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<HttpReply, HttpError> {
+        let auth = format!("Bearer {token}");
+        let headers = [("authorization", auth.as_str())];
+        self.send(Method::POST, url, &headers, Some(body)).await
+    }
+
     /// Sends a request with raw body bytes (`Content-Type: application/json` unless a header
     /// overrides it).
     ///

@@ -37,7 +37,7 @@ use instant_gateway::{InstantGateway, Stamps};
 use mock_gateway::MockGateway;
 use omni_bridge::config::{BridgeConfig, GatewayEntry};
 use omni_bridge::gateway::{GatewayHandle, RunRequest};
-use omni_bridge::register::http::{HttpClient, Method};
+use omni_bridge::register::http::HttpClient;
 use omni_bridge::service::bridge::RunningBridge;
 use omni_bridge::service::trigger::idempotency_key;
 use parking_lot::Mutex;
@@ -324,10 +324,9 @@ fn pool_call(handle: GatewayHandle, agent: AgentId, tag: String) -> Call {
 
 fn bridge_call(client: HttpClient, bridge_addr: std::net::SocketAddr, tag: String) -> Call {
     let url = format!("http://{bridge_addr}/omni/agents/main/trigger");
-    let auth = format!("Bearer {INBOUND}");
     Arc::new(move |c, n| {
         let tag = tag.clone();
-        let (client, url, auth) = (client.clone(), url.clone(), auth.clone());
+        let (client, url) = (client.clone(), url.clone());
         Box::pin(async move {
             let trace = format!("{tag}-t-{c}-{n}");
             let body = serde_json::json!({
@@ -335,15 +334,7 @@ fn bridge_call(client: HttpClient, bridge_addr: std::net::SocketAddr, tag: Strin
                 "sender": {"id": "u", "name": "B"}, "content": {"text": "hi"}, "traceId": trace
             });
             let start = Instant::now();
-            let r = client
-                .send(
-                    Method::POST,
-                    &url,
-                    &[("authorization", auth.as_str())],
-                    Some(&body),
-                )
-                .await
-                .ok()?;
+            let r = client.post_bearer(&url, INBOUND, &body).await.ok()?;
             let end = Instant::now();
             (r.status.is_success() && r.json().get("reply").is_some()).then(|| Sample {
                 start,
