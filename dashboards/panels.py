@@ -99,6 +99,11 @@ def bridge_rows():
                         "{{kind}}")]},
         ],
         [
+            {"title": "Omni retries by how they were served", "unit": "short",
+             "description": "Deliveries of a traceId already seen on this replica: joined the "
+                            "run in flight or answered from the reply cache (never a second run).",
+             "exprs": [(f'sum by (served) (increase(omni_bridge_retries_total{{{B}}}[$__rate_interval]))',
+                        "{{served}}")]},
             {"title": "Session resets", "unit": "short",
              "exprs": [(f'sum by (result) (increase(omni_bridge_session_resets_total{{{B}}}[$__rate_interval]))',
                         "{{result}}")]},

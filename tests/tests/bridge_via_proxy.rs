@@ -11,7 +11,7 @@ use std::time::Duration;
 use gateway_proxy::loopback::LoopbackProxy;
 use integration_tests::{Target, unique};
 use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::gateway::{ConnectError, GatewayError};
+use omni_bridge::gateway::{BreakerState, ConnectError, GatewayError};
 use omni_bridge::register::http::{HttpClient, Method};
 use omni_bridge::service::bridge::RunningBridge;
 use shared_protocol::Secret;
@@ -152,5 +152,83 @@ async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
     proxy.stop().await;
     // The proxy refused nothing because no WebSocket upgrade happened: TLS failed first.
     assert!(target.mock.as_ref().unwrap().requests().is_empty());
+    target.stop().await;
+}
+
+#[tokio::test]
+async fn a_proxy_rate_limit_fails_one_conversation_and_never_opens_the_breaker() {
+    let target = Target::mock().await.unwrap();
+    let proxy = LoopbackProxy::start(
+        &target.url,
+        &Secret::new(target.token.clone()),
+        &Secret::new(CREDENTIAL.into()),
+    )
+    .await
+    .unwrap();
+    let bridge = bridge_for(&proxy, proxy.pin.to_string()).await;
+    let client = HttpClient::new(DEADLINE);
+    tokio::time::timeout(DEADLINE, async {
+        // The proxy's default allows 30 chat.send per minute per session: the 31st is refused.
+        let chatty = unique("chatty");
+        let mut refused = None;
+        for i in 0..40 {
+            let (status, reply) = post(
+                &client,
+                &bridge,
+                "/omni/agents/main/trigger",
+                omni_body(&chatty, &format!("message {i}"), &unique("t")),
+            )
+            .await;
+            assert_eq!(status, 200, "{reply}");
+            if !reply["reply"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("FAKE-REPLY")
+            {
+                refused = Some((i, reply));
+                break;
+            }
+        }
+        let (i, reply) = refused.expect("the per-session limit never applied");
+        assert!(i >= 30, "refused after only {i} messages: {reply}");
+        // More refusals than the breaker's threshold (3 in a row): each fails at once.
+        for i in 0..3 {
+            let (_, reply) = post(
+                &client,
+                &bridge,
+                "/omni/agents/main/trigger",
+                omni_body(&chatty, &format!("again {i}"), &unique("t")),
+            )
+            .await;
+            assert!(
+                !reply["reply"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("FAKE-REPLY"),
+                "{reply}"
+            );
+        }
+        // The breaker stays closed, so another conversation is answered at once.
+        let (name, status) = bridge.pool().statuses().into_iter().next().unwrap();
+        assert_eq!(status.breaker, BreakerState::Closed, "{name}: {status:?}");
+        let (status, reply) = post(
+            &client,
+            &bridge,
+            "/omni/agents/main/trigger",
+            omni_body(&unique("quiet"), "still there?", &unique("t")),
+        )
+        .await;
+        assert_eq!(
+            (status, reply["reply"].as_str()),
+            (
+                200,
+                Some("FAKE-REPLY: you said <<[Eva]: still there?>>. chunk-a chunk-b chunk-c")
+            )
+        );
+    })
+    .await
+    .unwrap();
+    let _ = bridge.stop().await;
+    proxy.stop().await;
     target.stop().await;
 }

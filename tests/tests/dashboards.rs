@@ -2,7 +2,7 @@
 //! export.
 //!
 //! Starts the real chain in-process on loopback: mock-gateway <- gateway-proxy <- omni-bridge,
-//! drives traffic (a completed trigger, a session reset, three failed runs that open the breaker,
+//! drives traffic (a completed trigger and Omni's retry of it, a session reset, three failed runs that open the breaker,
 //! a denied request, a rate-limited `chat.send`, runs of another client whose events the bridge
 //! drops), asserts those moved the counters the dashboards show, scrapes both services' real `/metrics` over HTTP and checks every metric name and
 //! label name used by `dashboards/*.json` and `dashboards/alerts.yml` against the scrape. Also
@@ -681,6 +681,18 @@ async fn scrape_live_services() -> (Scrape, Scrape) {
         ok.json()
     );
 
+    // Omni retrying the same delivery: answered from the bridge's reply cache.
+    let retry = http
+        .send(
+            Method::POST,
+            &trigger_url,
+            &[("authorization", auth.as_str())],
+            Some(&trigger_body("chat-ok", "hello", "t-dash-ok")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retry.json(), ok.json());
+
     // A session reset (the write-scope describe -> patch -> delete sequence through the proxy).
     let reset = http
         .send(
@@ -812,6 +824,7 @@ async fn dashboards_and_alerts_use_only_exported_series() {
     assert!(bridge.value("omni_bridge_gateway_time_to_first_delta_seconds_count", &[]) >= 1.0);
     assert!(bridge.value("omni_bridge_gateway_connection_state", &[]) == 2.0);
     assert!(bridge.value("omni_bridge_session_resets_total", &[("result", "ok")]) >= 1.0);
+    assert!(bridge.value("omni_bridge_retries_total", &[("served", "cached")]) >= 1.0);
     assert!(
         bridge.value(
             "omni_bridge_gateway_breaker_transitions_total",

@@ -103,6 +103,17 @@ pub enum GatewayError {
         /// The gateway's `retryAfterMs`, when it gave one.
         retry_after: Option<Duration>,
     },
+    /// A gateway-proxy in front of the gateway refused the request under one of its rate limits
+    /// (retryable `UNAVAILABLE`, `details.code: RATE_LIMITED`). The gateway itself is healthy,
+    /// so this fails only this request and never counts towards the breaker: one chatty
+    /// conversation must not make the gateway unavailable for everyone else.
+    #[error("rate limited by the gateway proxy: {message}")]
+    RateLimited {
+        /// The proxy's prose (names the limit).
+        message: String,
+        /// The proxy's `retryAfterMs`.
+        retry_after: Option<Duration>,
+    },
     /// The agent ended the run with `error`.
     #[error("agent failed: {}", message.as_deref().unwrap_or("no message"))]
     AgentFailed {
@@ -157,6 +168,8 @@ pub enum ErrorKind {
     AgentError,
     /// The gateway is unavailable (starting, overloaded, connection lost).
     Unavailable,
+    /// A gateway-proxy rate limit refused the request.
+    RateLimited,
     /// Closed by us.
     Closed,
     /// Bad configuration.
@@ -165,7 +178,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind (for pre-registering metric labels).
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         Self::Timeout,
         Self::WsError,
         Self::Tls,
@@ -176,6 +189,7 @@ impl ErrorKind {
         Self::Rejected,
         Self::AgentError,
         Self::Unavailable,
+        Self::RateLimited,
         Self::Closed,
         Self::Config,
     ];
@@ -193,6 +207,7 @@ impl ErrorKind {
             Self::Rejected => "rejected",
             Self::AgentError => "agent_error",
             Self::Unavailable => "unavailable",
+            Self::RateLimited => "rate_limited",
             Self::Closed => "closed",
             Self::Config => "config",
         }
@@ -209,6 +224,7 @@ impl GatewayError {
             Self::CircuitOpen { .. } => ErrorKind::CircuitOpen,
             Self::Backpressure | Self::SessionQueueFull => ErrorKind::Backpressure,
             Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::AgentFailed { .. } => ErrorKind::AgentError,
             Self::Rejected(_) => ErrorKind::Rejected,
             Self::Closed => ErrorKind::Closed,
@@ -243,6 +259,7 @@ impl GatewayError {
                     | ErrorKind::CircuitOpen
                     | ErrorKind::Backpressure
                     | ErrorKind::Unavailable
+                    | ErrorKind::RateLimited
                     | ErrorKind::Closed
             ),
         }
@@ -253,6 +270,7 @@ impl GatewayError {
         match self {
             Self::CircuitOpen { retry_after } => Some(*retry_after),
             Self::Unavailable { retry_after, .. }
+            | Self::RateLimited { retry_after, .. }
             | Self::Connect(ConnectError::Unavailable { retry_after, .. }) => *retry_after,
             _ => None,
         }
@@ -281,7 +299,14 @@ impl GatewayError {
     /// Maps a failed gateway response: retryable `UNAVAILABLE` becomes [`Self::Unavailable`],
     /// everything else [`Self::Rejected`].
     pub fn from_shape(shape: ErrorShape) -> Self {
-        if shape.code == ErrorCode::Unavailable && shape.retryable != Some(false) {
+        if shape.code == ErrorCode::Unavailable
+            && shape.detail_code() == Some(DetailCode::RateLimited)
+        {
+            Self::RateLimited {
+                retry_after: shape.retry_after_ms.map(Duration::from_millis),
+                message: shape.message,
+            }
+        } else if shape.code == ErrorCode::Unavailable && shape.retryable != Some(false) {
             Self::Unavailable {
                 retry_after: shape.retry_after_ms.map(Duration::from_millis),
                 message: shape.message,
@@ -362,6 +387,16 @@ mod tests {
         ] {
             assert!(!e.trips_breaker(), "{e}");
         }
+        // gateway-proxy's rate-limit answer: retryable, but the gateway is fine.
+        let limited: ErrorShape = serde_json::from_str(
+            r#"{"code":"UNAVAILABLE","message":"rate limited (chat_send_session); retry after 1900 ms","retryable":true,"retryAfterMs":1900,"details":{"code":"RATE_LIMITED","limit":"chat_send_session"}}"#,
+        )
+        .unwrap();
+        let e = GatewayError::from_shape(limited);
+        assert_eq!(e.kind().as_str(), "rate_limited");
+        assert!(e.is_retryable() && !e.trips_breaker());
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(1900)));
+
         let names: std::collections::HashSet<_> =
             ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(names.len(), ErrorKind::ALL.len());

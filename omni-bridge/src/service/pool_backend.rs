@@ -74,6 +74,7 @@ pub fn classify(e: &GatewayError) -> BackendError {
         ErrorKind::AccumulationCap => BackendErrorKind::TooLarge,
         ErrorKind::Closed => BackendErrorKind::Closed,
         ErrorKind::Unavailable
+        | ErrorKind::RateLimited
         | ErrorKind::WsError
         | ErrorKind::Tls
         | ErrorKind::Auth
