@@ -21,6 +21,17 @@ const CREDENTIAL: &str = "via-proxy-bridge-credential";
 /// Generous: the real gateway's first turn after start takes up to ~10 s.
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// The real proxy in front of `target`, admitting the bridge's credential.
+async fn proxy_for(target: &Target) -> LoopbackProxy {
+    let (upstream, credential) = (
+        Secret::new(target.token.clone()),
+        Secret::new(CREDENTIAL.into()),
+    );
+    LoopbackProxy::start(&target.url, &upstream, &credential)
+        .await
+        .unwrap()
+}
+
 async fn bridge_for(proxy: &LoopbackProxy, pin: String) -> RunningBridge {
     let mut gateway = GatewayEntry::new(proxy.wss_url.clone(), Secret::new(CREDENTIAL.to_string()));
     gateway.pins = vec![pin];
@@ -64,13 +75,7 @@ fn omni_body(chat: &str, text: &str, trace: &str) -> serde_json::Value {
 async fn a_message_and_a_reset_go_through_the_pinned_proxy() {
     for target in Target::all().await.unwrap() {
         tokio::time::timeout(DEADLINE, async {
-            let proxy = LoopbackProxy::start(
-                &target.url,
-                &Secret::new(target.token.clone()),
-                &Secret::new(CREDENTIAL.into()),
-            )
-            .await
-            .unwrap();
+            let proxy = proxy_for(&target).await;
             let bridge = bridge_for(&proxy, proxy.pin.to_string()).await;
             let client = HttpClient::new(DEADLINE);
             let chat = unique("chat");
@@ -129,13 +134,7 @@ async fn a_message_and_a_reset_go_through_the_pinned_proxy() {
 #[tokio::test]
 async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
     let target = Target::mock().await.unwrap();
-    let proxy = LoopbackProxy::start(
-        &target.url,
-        &Secret::new(target.token.clone()),
-        &Secret::new(CREDENTIAL.into()),
-    )
-    .await
-    .unwrap();
+    let proxy = proxy_for(&target).await;
     let wrong = format!("sha256/spki:{}", "ab".repeat(32));
     let bridge = bridge_for(&proxy, wrong).await;
     let (name, _) = bridge.pool().statuses().into_iter().next().unwrap();
@@ -158,13 +157,7 @@ async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
 #[tokio::test]
 async fn a_proxy_rate_limit_fails_one_conversation_and_never_opens_the_breaker() {
     let target = Target::mock().await.unwrap();
-    let proxy = LoopbackProxy::start(
-        &target.url,
-        &Secret::new(target.token.clone()),
-        &Secret::new(CREDENTIAL.into()),
-    )
-    .await
-    .unwrap();
+    let proxy = proxy_for(&target).await;
     let bridge = bridge_for(&proxy, proxy.pin.to_string()).await;
     let client = HttpClient::new(DEADLINE);
     tokio::time::timeout(DEADLINE, async {
