@@ -44,11 +44,14 @@ def bridge_rows():
                  (f'histogram_quantile(0.9, sum by (le) (rate(omni_bridge_trigger_duration_seconds_bucket{{{B}}}[$__rate_interval])))', "p90"),
                  (f'histogram_quantile(0.99, sum by (le) (rate(omni_bridge_trigger_duration_seconds_bucket{{{B}}}[$__rate_interval])))', "p99"),
              ]},
-            {"title": "Run latency p90 by outcome", "unit": "s",
-             "description": "From run() to reply or error in the connection layer, by outcome "
+            {"title": "Latency p90 by outcome", "unit": "s",
+             "description": "Trigger: request to response at the HTTP service, by trigger outcome. "
+                            "Run: run() to reply or error in the connection layer, by outcome "
                             "(completed, aborted or an error kind).",
-             "exprs": [(f'histogram_quantile(0.9, sum by (le, outcome) (rate(omni_bridge_gateway_run_duration_seconds_bucket{{{BG}}}[$__rate_interval])))',
-                        "{{outcome}}")]},
+             "exprs": [(f'histogram_quantile(0.9, sum by (le, outcome) (rate(omni_bridge_trigger_duration_seconds_bucket{{{B}}}[$__rate_interval])))',
+                        "trigger {{outcome}}"),
+                       (f'histogram_quantile(0.9, sum by (le, outcome) (rate(omni_bridge_gateway_run_duration_seconds_bucket{{{BG}}}[$__rate_interval])))',
+                        "run {{outcome}}")]},
         ],
         [
             {"title": "Time to first delta", "unit": "s",

@@ -2,7 +2,7 @@
 //!
 //! Label values come only from closed enums ([`Outcome::as_str`]), never from request data.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::outcome::Outcome;
 
@@ -15,7 +15,7 @@ const DURATION_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct Metrics {
     triggers: IntCounterVec,
-    duration: Histogram,
+    duration: HistogramVec,
     in_flight: IntGauge,
     resets: IntCounterVec,
     retries: IntCounterVec,
@@ -34,12 +34,13 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
-        let duration = Histogram::with_opts(
+        let duration = HistogramVec::new(
             HistogramOpts::new(
                 "omni_bridge_trigger_duration_seconds",
-                "Time from trigger request to response.",
+                "Time from trigger request to response, by outcome.",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
+            &["outcome"],
         )?;
         let in_flight = IntGauge::new(
             "omni_bridge_runs_in_flight",
@@ -76,7 +77,9 @@ impl Metrics {
     /// Counts one answered trigger.
     pub fn trigger(&self, outcome: Outcome, seconds: f64) {
         self.triggers.with_label_values(&[outcome.as_str()]).inc();
-        self.duration.observe(seconds);
+        self.duration
+            .with_label_values(&[outcome.as_str()])
+            .observe(seconds);
     }
 
     /// Counts one reset.
