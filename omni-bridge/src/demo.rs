@@ -22,9 +22,11 @@ use crate::register::http::HttpClient;
 use crate::service::bridge::{RunningBridge, StartError};
 
 /// Long help for `demo`.
-pub const LONG_ABOUT: &str = "Start a mock OpenClaw gateway and the bridge on loopback, act as Omni \
-(two people chatting, a retried delivery, a /reset, two messages at once on one chat), and print \
-the replies and latencies as a table. Needs no config, no network and no gateway.\n\n\
+pub const LONG_ABOUT: &str = "Start a mock OpenClaw gateway, gateway-proxy in front of it (TLS with a \
+fresh self-signed certificate that the bridge pins) and the bridge on loopback, act as Omni (two \
+people chatting, a retried delivery, a /reset, two messages at once on one chat), and print the \
+replies and latencies as a table. Needs no config, no network and no gateway. --direct leaves the \
+proxy out.\n\n\
 Example:\n  cargo run --release -p omni-bridge -- demo";
 
 /// Token shared by the demo's mock gateway and bridge.

@@ -43,7 +43,7 @@ pub enum CliError {
 Omni's `webhook` provider POSTs every message for an agent to the bridge; the bridge runs it on the \
 agent over one pooled WebSocket per OpenClaw gateway and answers with the reply.\n\n\
 Quick start (no config needed):\n  \
-omni-bridge demo                                   # mock gateway + bridge on loopback, prints a table\n\n\
+omni-bridge demo                                   # mock gateway + proxy + bridge on loopback, prints a table\n\n\
 Real setup:\n  \
 export OMNI_BRIDGE_GATEWAY_TOKEN=test-token-123 OMNI_BRIDGE_INBOUND_TOKEN=$(openssl rand -hex 24)\n  \
 omni-bridge check-gateway --gateway-url ws://127.0.0.1:18789\n  \
@@ -89,7 +89,7 @@ pub enum Command {
     /// Clear one conversation's agent session through a running bridge.
     #[command(long_about = reset::LONG_ABOUT)]
     Reset(reset::ResetArgs),
-    /// Start a mock gateway and the bridge on loopback, send sample messages, print a table.
+    /// Start a mock gateway, gateway-proxy and the bridge on loopback, send sample messages, print a table.
     #[command(long_about = crate::demo::LONG_ABOUT)]
     Demo(crate::demo::DemoArgs),
 }
