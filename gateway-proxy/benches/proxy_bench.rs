@@ -88,11 +88,17 @@ async fn run_stub(port: u16, hello_pad: usize) {
 }
 
 async fn run_proxy(upstream: String, port: String) {
+    // Logging as in production (info, per-connection spans), written nowhere.
+    tracing_subscriber::fmt()
+        .with_env_filter(shared_protocol::log_filter::env_filter("info"))
+        .with_writer(std::io::sink)
+        .init();
     let text = format!(
         r#"
 [listen]
 plain = "127.0.0.1:{port}"
 max_connections = 4096
+workers = 1
 [upstream]
 url = "{upstream}"
 token = "gateway-token"

@@ -65,6 +65,9 @@ pub struct ListenConfig {
     /// On SIGTERM, how long open connections may continue before they are closed 1012, in ms.
     #[serde(default = "default_drain_grace_ms")]
     pub drain_grace_ms: u64,
+    /// Connection worker threads, each a single-threaded runtime (0: one per core).
+    #[serde(default)]
+    pub workers: usize,
 }
 
 /// PEM certificate chain and private key.

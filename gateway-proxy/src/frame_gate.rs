@@ -1,17 +1,12 @@
-//! Handshake-phase socket wrapper, so both WebSockets can start the relay with fresh, small
-//! buffers.
+//! Handshake-phase socket wrapper, so that the relay can take over the raw sockets once a
+//! connection is admitted.
 //!
-//! tungstenite never shrinks a socket's buffers: after the real gateway's ~16 KB hello-ok the
-//! upstream read buffer and the client write buffer would stay that large for the connection's
-//! life. The fix is to rebuild each `WebSocketStream` on its raw socket once the handshake is
-//! over ([`into_relay`]), which is only lossless when tungstenite holds no unread bytes. While
+//! The handshake runs on tokio-tungstenite; the relay then works on the raw sockets with its own
+//! codec ([`crate::wire`]), which keeps no buffer per idle connection. Taking a socket out of a
+//! `WebSocketStream` ([`into_raw`]) is only lossless when tungstenite holds no unread bytes. While
 //! [armed](GatedIo::arm), [`GatedIo`] therefore hands tungstenite at most the rest of the
 //! current WebSocket frame per read (it follows the frame headers as the bytes pass), so after a
-//! complete message nothing beyond it has been read from the socket. Disarmed (the relay phase)
-//! it is a plain pass-through.
-//!
-//! Rebuilding also switches the client socket from the pre-auth config (64 KiB message cap,
-//! enforced by tungstenite on the frame header before it buffers anything) to the relay config.
+//! complete message nothing beyond it has been read from the socket.
 
 use std::io;
 use std::pin::Pin;
@@ -19,90 +14,14 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-/// Longest WebSocket frame header: 2 bytes, 8 of extended length, 4 of mask.
-const MAX_HEADER_BYTES: usize = 14;
-
-/// Where the reader is inside the frame stream.
-#[derive(Debug, Clone, Copy)]
-enum Cursor {
-    /// Collecting a frame header: the bytes so far.
-    Header {
-        bytes: [u8; MAX_HEADER_BYTES],
-        have: usize,
-    },
-    /// Inside a payload: bytes still to come.
-    Payload { left: u64 },
-}
-
-impl Cursor {
-    const START: Self = Cursor::Header {
-        bytes: [0; MAX_HEADER_BYTES],
-        have: 0,
-    };
-
-    /// Bytes that may be read without crossing the end of the current frame (always ≥ 1).
-    fn allowance(&self) -> u64 {
-        match *self {
-            Cursor::Header { bytes, have } => (header_len(&bytes[..have]) - have) as u64,
-            Cursor::Payload { left } => left,
-        }
-    }
-
-    /// Advances over bytes that were read (at most [`allowance`](Self::allowance) of them).
-    fn advance(&mut self, data: &[u8]) {
-        match self {
-            Cursor::Header { bytes, have } => {
-                bytes[*have..*have + data.len()].copy_from_slice(data);
-                *have += data.len();
-                if *have == header_len(&bytes[..*have]) {
-                    let left = payload_len(&bytes[..*have]);
-                    *self = if left == 0 {
-                        Cursor::START
-                    } else {
-                        Cursor::Payload { left }
-                    };
-                }
-            }
-            Cursor::Payload { left } => {
-                *left -= data.len() as u64;
-                if *left == 0 {
-                    *self = Cursor::START;
-                }
-            }
-        }
-    }
-}
-
-/// Total header length implied by its first bytes (2 until the second byte is known).
-fn header_len(h: &[u8]) -> usize {
-    let Some(&b1) = h.get(1) else {
-        return 2;
-    };
-    let ext = match b1 & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
-    2 + ext + mask
-}
-
-/// Payload length of a complete header.
-fn payload_len(h: &[u8]) -> u64 {
-    match h[1] & 0x7f {
-        126 => u64::from(u16::from_be_bytes([h[2], h[3]])),
-        127 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
-        n => u64::from(n),
-    }
-}
+use crate::frame_cursor::FrameCursor;
 
 /// A socket that, while armed, never reads past the end of the current WebSocket frame.
 #[derive(Debug)]
 pub struct GatedIo<S> {
     inner: S,
-    cursor: Option<Cursor>,
+    cursor: Option<FrameCursor>,
 }
 
 impl<S> GatedIo<S> {
@@ -117,7 +36,7 @@ impl<S> GatedIo<S> {
     /// Starts following frames; call at a frame boundary (after the upgrade, before the peer
     /// sends its first frame, or right after a complete message).
     pub fn arm(&mut self) {
-        self.cursor = Some(Cursor::START);
+        self.cursor = Some(FrameCursor::new());
     }
 
     /// The wrapped socket.
@@ -143,7 +62,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for GatedIo<S> {
         let mut part = ReadBuf::new(dst);
         ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
         let n = part.filled().len();
-        cursor.advance(part.filled());
+        cursor.follow(part.filled());
         buf.advance(n);
         Poll::Ready(Ok(()))
     }
@@ -179,23 +98,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GatedIo<S> {
     }
 }
 
-/// Ends the handshake phase of a socket: flushes what tungstenite still holds (a pending pong),
-/// disarms the gate and rebuilds the WebSocket with the relay config and fresh buffers. Call it
-/// right after a complete message was read or written, with the gate armed since a boundary.
+/// Ends the handshake phase of a socket: flushes what tungstenite still holds (a pending pong)
+/// and hands back the raw socket, with tungstenite's buffers freed. Call it right after a
+/// complete message was read or written, with the gate armed since a boundary.
 ///
 /// # Errors
 /// The flush failed (the socket is gone).
-pub async fn into_relay<S>(
+pub async fn into_raw<S>(
     mut ws: WebSocketStream<GatedIo<S>>,
-    role: Role,
-) -> Result<WebSocketStream<GatedIo<S>>, tokio_tungstenite::tungstenite::Error>
+) -> Result<S, tokio_tungstenite::tungstenite::Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     futures_util::SinkExt::flush(&mut ws).await?;
-    let mut io = ws.into_inner();
-    io.cursor = None;
-    Ok(WebSocketStream::from_raw_socket(io, role, Some(crate::ws::config())).await)
+    Ok(ws.into_inner().inner)
 }
 
 #[cfg(test)]
@@ -204,7 +120,7 @@ mod tests {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::protocol::WebSocketContext;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketContext};
 
     /// Wire bytes of `msgs` as `role` writes them (masked when it is a client).
     fn wire(role: Role, msgs: &[Message]) -> Vec<u8> {
@@ -232,9 +148,9 @@ mod tests {
 
     /// Every frame shape (7-bit, 16-bit and 64-bit lengths, masked or not, a control frame in
     /// between) is followed exactly: with all bytes already in the socket, the armed reader
-    /// gives out nothing past the messages read, so the rebuilt WebSocket reads the rest intact.
+    /// gives out nothing past the messages read, so the raw socket still holds the rest intact.
     #[tokio::test]
-    async fn reads_stop_at_message_boundaries_and_a_rebuild_loses_nothing() {
+    async fn reads_stop_at_message_boundaries_and_taking_the_socket_loses_nothing() {
         tokio::time::timeout(std::time::Duration::from_secs(10), async {
             for (writer, reader) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
                 let big = "b".repeat(70_000);
@@ -261,21 +177,12 @@ mod tests {
                     texts(&mut ws, 3).await,
                     ["short", mid.as_str(), big.as_str()]
                 );
-                let mut ws = into_relay(ws, reader).await.unwrap();
+                let raw = into_raw(ws).await.unwrap();
+                let mut ws = WebSocketStream::from_raw_socket(raw, reader, None).await;
                 assert_eq!(texts(&mut ws, 2).await, ["after", big.as_str()]);
             }
         })
         .await
         .unwrap();
-    }
-
-    #[test]
-    fn header_lengths() {
-        assert_eq!(header_len(&[0x81]), 2);
-        assert_eq!(header_len(&[0x81, 5]), 2);
-        assert_eq!(header_len(&[0x81, 0x80 | 5]), 6);
-        assert_eq!(header_len(&[0x81, 126]), 4);
-        assert_eq!(header_len(&[0x81, 0x80 | 127]), 14);
-        assert_eq!(payload_len(&[0x81, 126, 1, 0]), 256);
     }
 }

@@ -8,11 +8,13 @@
 //! - [`config`]: the TOML file, defaults, validation.
 //! - [`credential`], [`policy`]: who may connect and what they may call.
 //! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
-//! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure;
-//!   [`frame_gate`], [`ws`]: socket settings and fresh buffers after the handshake.
+//! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure on the
+//!   raw sockets, with [`wire`] (framing) and [`frame_cursor`] (following the gateway's frames);
+//!   [`frame_gate`], [`ws`]: the handshake's WebSocket settings and the hand-over to the relay.
 //! - [`rate_limit`], [`audit`], [`metrics`], [`admin`]: limits and observability.
 //! - [`tls`], [`pin`]: certificates, reload, upstream pinning.
-//! - [`server`]: listeners, admission, shutdown; [`cli`]: the commands.
+//! - [`server`]: listeners, admission, shutdown; [`workers`]: the connection threads;
+//!   [`cli`]: the commands.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -22,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod error;
+pub mod frame_cursor;
 pub mod frame_gate;
 pub mod handshake;
 pub mod inspector;
@@ -33,6 +36,8 @@ pub mod relay;
 pub mod server;
 pub mod tls;
 pub mod upstream;
+pub mod wire;
+pub mod workers;
 pub mod ws;
 
 /// Certificate pins and the pinned-certificate verifier (the workspace's one implementation, in

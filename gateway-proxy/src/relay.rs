@@ -1,40 +1,63 @@
 //! The relay: one task per proxied connection moving frames both ways, in order, with bounded
-//! buffers.
+//! buffers, on the raw sockets (the handshake ran on tokio-tungstenite; see
+//! [`frame_gate`](crate::frame_gate)).
 //!
-//! Client frames go through the [inspector](crate::inspector) and are forwarded as the original
-//! bytes (the received `Utf8Bytes` itself, no copy, no re-serialisation). Gateway frames are not
-//! parsed at all. One task owns both sockets, so a write waits only on its own socket: a client
-//! that stops reading stalls the gateway -> client direction, and after the slow-consumer timeout
-//! it is closed 1008 "slow consumer" as the gateway would (a gateway that stops reading for as
-//! long ends the connection too). Nothing queues in between, so memory per connection stays at
-//! the two sockets' small buffers.
+//! - **Client → gateway.** Each frame is unmasked in place, checked by the
+//!   [inspector](crate::inspector), masked back with the client's own key and forwarded as the
+//!   exact bytes that arrived; the frames of one read go out in one write. Refused requests are
+//!   answered by the proxy and never reach the gateway.
+//! - **Gateway → client.** Bytes are forwarded as read, never parsed; a [`FrameCursor`] follows
+//!   the frame headers so that the proxy's own answers and close frames go in only between two
+//!   messages.
+//! - **Control frames** pass through both ways: pings reach the gateway, which answers them, so
+//!   a client's liveness check covers the whole path, not just the proxy.
+//! - **Memory.** Reads land in one scratch buffer per worker thread; a connection holds a buffer
+//!   only for bytes in flight (a frame cut by a read, bytes its peer has not taken yet), so an
+//!   idle connection holds none. While bytes wait for a socket, nothing more is read from the
+//!   other one: a client that stops reading stalls the gateway → client direction, and after the
+//!   slow-consumer timeout it is closed 1008 "slow consumer", as the gateway would (a gateway
+//!   that stops reading for as long ends the connection too).
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::task::Poll;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use shared_protocol::close_code;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tracing::Span;
 
 use crate::audit::{AuditEvent, AuditKind};
-use crate::handshake::{Admitted, ConnCtx};
-use crate::inspector::{Verdict, error_response, inspect, rate_limited_error};
+use crate::frame_cursor::FrameCursor;
+use crate::handshake::ConnCtx;
+use crate::inspector::{Session, Verdict, error_response, inspect, rate_limited_error};
 use crate::metrics::UpstreamError;
 use crate::server::Shared;
-use crate::upstream::UpstreamWs;
+use crate::wire::{self, Header, MAX_CONTROL_PAYLOAD};
+use crate::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use crate::ws::MAX_MESSAGE_BYTES;
 
-/// Longest a close handshake may take on either socket at the end of a connection.
+/// Longest the close handshake and the final flushes may take at the end of a connection.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// At most one rate-limit audit record per connection per this interval (a client hammering a
 /// limit must not turn into disk writes per request).
 pub const RATE_LIMIT_AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes read per socket read (shared per worker thread, never per connection).
+pub const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Most a cut client frame's header makes the proxy reserve ahead.
+const PARTIAL_RESERVE_BYTES: usize = 1024 * 1024;
+/// Reads per poll before the task yields to others on its worker.
+const READS_PER_POLL: usize = 32;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK_BYTES].into_boxed_slice());
+}
 
 /// Why a relay ended (closed set, for logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,141 +72,6 @@ pub enum End {
     Shutdown,
 }
 
-fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
-    CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from_static(reason),
-    }
-}
-
-/// Moves frames until either side ends or `stop` fires (then both sides get 1012).
-pub(crate) async fn relay<S>(
-    shared: &Shared,
-    ctx: &ConnCtx,
-    mut client: WebSocketStream<S>,
-    admitted: Admitted,
-    stop: CancellationToken,
-) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let Admitted {
-        mut upstream,
-        session,
-        slot: _slot,
-    } = admitted;
-    let m = &shared.metrics;
-    let slow = Duration::from_millis(shared.config.limits.slow_consumer_timeout_ms);
-    let mut last_limit_audit: Option<Instant> = None;
-    // Registered once: a fresh `cancelled()` per frame would lock the token's waiter list twice.
-    let stopped = stop.cancelled();
-    tokio::pin!(stopped);
-    let end = loop {
-        tokio::select! {
-            biased;
-            () = &mut stopped => {
-                let frame = close_frame(close_code::SERVICE_RESTART, "service restart");
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close(Some(frame.clone()))).await;
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.close(Some(frame))).await;
-                break End::Shutdown;
-            }
-            msg = client.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    let reply = match inspect(&text, &session, &shared.limits) {
-                        Verdict::Forward => None,
-                        Verdict::Deny { id, method, denial } => {
-                            m.frames_client_denied.inc();
-                            m.denial(denial);
-                            shared.audit.record(AuditEvent {
-                                credential: Some(&session.credential.id),
-                                method: Some(&method),
-                                reason: Some(denial.as_str()),
-                                ..AuditEvent::new(AuditKind::Denied, ctx.peer, ctx.id)
-                            });
-                            Some(error_response(&id, &denial.to_error(&method)))
-                        }
-                        Verdict::Limited { id, method, limited } => {
-                            m.frames_client_limited.inc();
-                            m.limited(limited.kind);
-                            let now = Instant::now();
-                            if last_limit_audit.is_none_or(|t| now - t >= RATE_LIMIT_AUDIT_INTERVAL) {
-                                last_limit_audit = Some(now);
-                                shared.audit.record(AuditEvent {
-                                    credential: Some(&session.credential.id),
-                                    method: Some(&method),
-                                    reason: Some(limited.kind.as_str()),
-                                    ..AuditEvent::new(AuditKind::RateLimited, ctx.peer, ctx.id)
-                                });
-                            }
-                            Some(error_response(&id, &rate_limited_error(limited)))
-                        }
-                        Verdict::Invalid => {
-                            m.frames_client_invalid.inc();
-                            tracing::debug!(len = text.len(), "dropped a client frame that is not a request");
-                            continue;
-                        }
-                    };
-                    match reply {
-                        None => {
-                            if send_within(&mut upstream, Message::Text(text), slow).await != Sent::Yes {
-                                m.upstream_error(UpstreamError::Closed);
-                                break close_client(&mut client, close_code::SERVICE_RESTART, "upstream lost").await;
-                            }
-                            m.frames_client_forwarded.inc();
-                        }
-                        Some(reply) => {
-                            if !to_client(shared, &mut client, Message::text(reply), slow).await {
-                                break finish_slow(&mut client, &mut upstream).await;
-                            }
-                        }
-                    }
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    m.frames_client_invalid.inc();
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.close(frame)).await;
-                    break End::Client;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "client read failed");
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.close(None)).await;
-                    break End::Client;
-                }
-                None => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.close(None)).await;
-                    break End::Client;
-                }
-            },
-            msg = upstream.next() => match msg {
-                Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if !to_client(shared, &mut client, msg, slow).await {
-                        break finish_slow(&mut client, &mut upstream).await;
-                    }
-                    m.frames_upstream_forwarded.inc();
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let frame = frame.unwrap_or_else(|| close_frame(close_code::SERVICE_RESTART, "upstream closed"));
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close(Some(frame))).await;
-                    break End::Upstream;
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
-                    m.upstream_error(UpstreamError::Closed);
-                    break close_client(&mut client, close_code::SERVICE_RESTART, "upstream lost").await;
-                }
-            },
-        }
-    };
-    shared.audit.record(AuditEvent {
-        credential: Some(&session.credential.id),
-        reason: Some(end.as_str()),
-        ..AuditEvent::new(AuditKind::Disconnect, ctx.peer, ctx.id)
-    });
-    end
-}
-
 impl End {
     /// Label value.
     pub fn as_str(self) -> &'static str {
@@ -196,76 +84,805 @@ impl End {
     }
 }
 
-/// Result of a bounded send.
+/// The shutdown signal as a relay sees it: the token wakes the task once, the flag is what each
+/// poll checks (polling the token's future would take its lock on every frame).
+#[derive(Debug, Clone)]
+pub struct StopSignal {
+    /// Cancelled after `fired` is set.
+    pub token: CancellationToken,
+    /// Set first.
+    pub fired: Arc<AtomicBool>,
+}
+
+/// What ended the open phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sent {
-    /// Written.
-    Yes,
-    /// The socket failed.
-    Failed,
-    /// The peer did not accept the frame in time.
-    TimedOut,
+enum Event {
+    /// The client's socket failed, or it closed TCP without a close frame.
+    ClientGone,
+    /// The client broke the protocol: close with this code and reason.
+    ClientBroke(u16, &'static str),
+    /// The client's close frame was forwarded.
+    ClientClosed,
+    /// The gateway's socket failed or stopped taking bytes.
+    UpstreamGone,
+    /// The gateway's close frame was forwarded.
+    UpstreamClosed,
+    /// The client did not take bytes within the slow-consumer timeout.
+    SlowConsumer,
+    /// The proxy is shutting down.
+    Shutdown,
 }
 
-/// Sends one frame, giving the peer at most `limit` to take it. The common case (the socket
-/// accepts at once) is decided on the first poll, without arming a timer.
-async fn send_within<S>(ws: &mut WebSocketStream<S>, msg: Message, limit: Duration) -> Sent
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut send = std::pin::pin!(ws.send(msg));
-    let first = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await;
-    let result = match first {
-        Poll::Ready(r) => r,
-        Poll::Pending => match tokio::time::timeout(limit, send).await {
-            Ok(r) => r,
-            Err(_) => return Sent::TimedOut,
-        },
-    };
-    match result {
-        Ok(()) => Sent::Yes,
-        Err(e) => {
-            tracing::debug!(error = %e, "write failed");
-            Sent::Failed
-        }
-    }
+/// The connection's stage.
+enum Phase {
+    /// Relaying both ways.
+    Open,
+    /// One side's close frame was forwarded; relaying until the other side's close passes.
+    Closing {
+        end: End,
+        /// The client sent the first close (else the gateway did).
+        by_client: bool,
+        deadline: Pin<Box<Sleep>>,
+    },
+    /// Writing what is queued, then shutting both sockets down.
+    Finishing {
+        end: End,
+        deadline: Pin<Box<Sleep>>,
+        client_done: bool,
+        upstream_done: bool,
+    },
 }
 
-/// Sends to the client; false when it failed or did not take the frame within `slow`.
-async fn to_client<S>(
+/// Moves frames until either side ends or `stop` fires (then both sides get 1012).
+pub(crate) async fn relay<C, U>(
     shared: &Shared,
-    client: &mut WebSocketStream<S>,
-    msg: Message,
-    slow: Duration,
-) -> bool
+    ctx: &ConnCtx,
+    client: C,
+    upstream: U,
+    session: &Session,
+    stop: StopSignal,
+    span: &Span,
+) -> End
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
 {
-    match send_within(client, msg, slow).await {
-        Sent::Yes => true,
-        Sent::Failed => false,
-        Sent::TimedOut => {
-            shared.metrics.slow_consumers.inc();
-            tracing::info!("closing a slow consumer");
-            false
+    let mut relay = Relay {
+        shared,
+        ctx,
+        span,
+        session,
+        slow: Duration::from_millis(shared.config.limits.slow_consumer_timeout_ms),
+        client,
+        upstream,
+        to_client: Outbox::default(),
+        to_upstream: Outbox::default(),
+        client_partial: Vec::new(),
+        client_message: None,
+        upstream_cursor: FrameCursor::new(),
+        held: Vec::new(),
+        phase: Phase::Open,
+        last_limit_audit: None,
+        upstream_quiet: false,
+        client_quiet: false,
+    };
+    let stopped = stop.token.cancelled();
+    tokio::pin!(stopped);
+    // Registers the task with the token once; later polls only read the flag.
+    let mut registered = false;
+    let end = std::future::poll_fn(|cx| {
+        if !registered {
+            registered = true;
+            if stopped.as_mut().poll(cx).is_ready() {
+                stop.fired.store(true, Ordering::Release);
+            }
         }
+        if matches!(relay.phase, Phase::Open) && stop.fired.load(Ordering::Acquire) {
+            relay.transition(Event::Shutdown, cx);
+        }
+        relay.poll(cx)
+    })
+    .await;
+    shared.audit.record(AuditEvent {
+        credential: Some(&session.credential.id),
+        reason: Some(end.as_str()),
+        ..AuditEvent::new(AuditKind::Disconnect, ctx.peer, ctx.id)
+    });
+    end
+}
+
+/// A fragmented client message being collected.
+struct Fragmented {
+    text: bool,
+    /// Unmasked payload so far.
+    payload: Vec<u8>,
+}
+
+/// What to do with one complete client frame.
+enum Action {
+    /// Forward the frame as it arrived.
+    Forward,
+    /// Forward these bytes instead (a reassembled message, one frame).
+    ForwardOwned(Vec<u8>),
+    /// Forward the frame, then the client is closing.
+    ForwardClose,
+    /// Nothing goes upstream.
+    Drop,
+}
+
+struct Relay<'a, C, U> {
+    shared: &'a Shared,
+    ctx: &'a ConnCtx,
+    /// The connection's span, entered only to log (not on every poll).
+    span: &'a Span,
+    session: &'a Session,
+    slow: Duration,
+    client: C,
+    upstream: U,
+    to_client: Outbox,
+    to_upstream: Outbox,
+    /// Client bytes read but not yet a whole frame.
+    client_partial: Vec<u8>,
+    client_message: Option<Fragmented>,
+    /// Position in the gateway's stream (the end of what was queued to the client).
+    upstream_cursor: FrameCursor,
+    /// The proxy's own frames for the client, waiting for a message boundary in the gateway's
+    /// stream. While any wait, the client is not read.
+    held: Vec<u8>,
+    phase: Phase,
+    last_limit_audit: Option<Instant>,
+    /// This poll already saw the socket not ready (its waker is registered): reading it again
+    /// before the next wakeup would only cost another readiness check.
+    upstream_quiet: bool,
+    client_quiet: bool,
+}
+
+impl<C, U> Relay<'_, C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        self.upstream_quiet = false;
+        self.client_quiet = false;
+        for _ in 0..READS_PER_POLL {
+            if let Phase::Finishing { .. } = self.phase {
+                return self.poll_finish(cx);
+            }
+            if let Phase::Closing { end, deadline, .. } = &mut self.phase
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                let end = *end;
+                self.finish(end);
+                continue;
+            }
+            match self.step(cx) {
+                Ok(true) => {}
+                Ok(false) => return Poll::Pending,
+                Err(event) => self.transition(event, cx),
+            }
+        }
+        // Busy both ways: let the worker's other tasks run, then continue.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One round: drain queues, read each side once. True when anything moved.
+    fn step(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
+        let mut moved = false;
+        match self.to_client.poll_drain(&mut self.client, cx, self.slow) {
+            Drain::Done | Drain::Waiting => {}
+            Drain::Failed(e) => {
+                self.span
+                    .in_scope(|| tracing::debug!(error = %e, "client write failed"));
+                return Err(Event::ClientGone);
+            }
+            Drain::TooSlow => return Err(Event::SlowConsumer),
+        }
+        match self
+            .to_upstream
+            .poll_drain(&mut self.upstream, cx, self.slow)
+        {
+            Drain::Done | Drain::Waiting => {}
+            Drain::Failed(e) => {
+                self.span
+                    .in_scope(|| tracing::debug!(error = %e, "gateway write failed"));
+                return Err(Event::UpstreamGone);
+            }
+            Drain::TooSlow => {
+                self.span.in_scope(
+                    || tracing::info!(?self.slow, "the gateway did not take bytes in time"),
+                );
+                return Err(Event::UpstreamGone);
+            }
+        }
+        let (read_upstream, read_client) = match self.phase {
+            Phase::Closing { by_client, .. } => (by_client, !by_client),
+            _ => (true, true),
+        };
+        if read_upstream && !self.upstream_quiet && self.to_client.is_empty() {
+            moved |= self.pump_upstream(cx)?;
+        }
+        if read_client && !self.client_quiet && self.to_upstream.is_empty() && self.held.is_empty()
+        {
+            moved |= self.pump_client(cx)?;
+        }
+        Ok(moved)
+    }
+
+    /// Reads the gateway once and passes the bytes to the client.
+    fn pump_upstream(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut self.upstream).poll_read(cx, &mut buf) {
+                Poll::Pending => {
+                    self.upstream_quiet = true;
+                    return Ok(false);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.span
+                        .in_scope(|| tracing::debug!(error = %e, "gateway read failed"));
+                    return Err(Event::UpstreamGone);
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let data = buf.filled();
+            if data.is_empty() {
+                return Err(Event::UpstreamGone);
+            }
+            let passed = self.upstream_cursor.follow(data);
+            self.to_client
+                .send(&mut self.client, cx, data)
+                .map_err(|_| Event::ClientGone)?;
+            self.shared
+                .metrics
+                .frames_upstream_forwarded
+                .inc_by(passed.messages);
+            self.release_held(cx)?;
+            if passed.close {
+                return Err(Event::UpstreamClosed);
+            }
+            Ok(true)
+        })
+    }
+
+    /// Queues the proxy's held frames for the client once the gateway's stream is between
+    /// two messages.
+    fn release_held(&mut self, cx: &mut Context<'_>) -> Result<(), Event> {
+        if !self.held.is_empty() && self.upstream_cursor.at_message_boundary() {
+            let held = std::mem::take(&mut self.held);
+            self.to_client
+                .send(&mut self.client, cx, &held)
+                .map_err(|_| Event::ClientGone)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the client once and forwards what the inspector allows.
+    fn pump_client(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut self.client).poll_read(cx, &mut buf) {
+                Poll::Pending => {
+                    self.client_quiet = true;
+                    return Ok(false);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.span
+                        .in_scope(|| tracing::debug!(error = %e, "client read failed"));
+                    return Err(Event::ClientGone);
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let n = buf.filled().len();
+            if n == 0 {
+                return Err(Event::ClientGone);
+            }
+            if self.client_partial.is_empty() {
+                let data = &mut scratch[..n];
+                let used = self.process_client(data, cx)?;
+                self.client_partial.extend_from_slice(&data[used..]);
+            } else {
+                let mut partial = std::mem::take(&mut self.client_partial);
+                partial.extend_from_slice(&scratch[..n]);
+                let used = self.process_client(&mut partial, cx)?;
+                if used == partial.len() {
+                    // Freed, not kept: an idle connection holds no buffer.
+                    partial = Vec::new();
+                } else {
+                    partial.drain(..used);
+                }
+                self.client_partial = partial;
+            }
+            if let Some(h) = Header::parse(&self.client_partial) {
+                // Room for the cut frame at once (up to a bound; past it the buffer grows as
+                // bytes arrive, so a header alone cannot make the proxy allocate much).
+                let want = usize::try_from(h.frame_len())
+                    .map_or(PARTIAL_RESERVE_BYTES, |n| n.min(PARTIAL_RESERVE_BYTES));
+                self.client_partial
+                    .reserve_exact(want.saturating_sub(self.client_partial.len()));
+            }
+            Ok(true)
+        })
+    }
+
+    /// Handles every complete frame at the start of `buf`; returns the bytes used. Forwarded
+    /// frames are compacted to the front of `buf` and written in one go.
+    fn process_client(&mut self, buf: &mut [u8], cx: &mut Context<'_>) -> Result<usize, Event> {
+        let mut pos = 0;
+        let mut out = 0;
+        let mut forwarded = 0;
+        let verdict = loop {
+            let Some(h) = Header::parse(&buf[pos..]) else {
+                break Ok(pos);
+            };
+            if let Err(e) = self.check_client_header(&h) {
+                break Err(e);
+            }
+            // Checked against MAX_MESSAGE_BYTES, so it fits.
+            let len = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
+            if buf.len() - pos < len {
+                break Ok(pos);
+            }
+            let frame = pos..pos + len;
+            pos += len;
+            match self.client_frame(&h, &mut buf[frame.clone()]) {
+                Ok(Action::Forward) => {
+                    buf.copy_within(frame, out);
+                    out += len;
+                    forwarded += 1;
+                }
+                Ok(Action::ForwardClose) => {
+                    buf.copy_within(frame, out);
+                    out += len;
+                    break Err(Event::ClientClosed);
+                }
+                Ok(Action::ForwardOwned(bytes)) => {
+                    self.forward(&buf[..out], cx)?;
+                    self.forward(&bytes, cx)?;
+                    out = 0;
+                    forwarded += 1;
+                }
+                Ok(Action::Drop) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // What was decided before an error still goes out, in order.
+        self.forward(&buf[..out], cx)?;
+        self.shared
+            .metrics
+            .frames_client_forwarded
+            .inc_by(forwarded);
+        self.release_held(cx)?;
+        verdict
+    }
+
+    fn forward(&mut self, bytes: &[u8], cx: &mut Context<'_>) -> Result<(), Event> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.to_upstream
+            .send(&mut self.upstream, cx, bytes)
+            .map_err(|_| Event::UpstreamGone)
+    }
+
+    /// RFC 6455 rules for a client frame, checked on its header (before its payload is read).
+    fn check_client_header(&self, h: &Header) -> Result<(), Event> {
+        let broke = |reason| Err(Event::ClientBroke(close_code::PROTOCOL_ERROR, reason));
+        if h.mask.is_none() {
+            return broke("unmasked client frame");
+        }
+        if h.rsv != 0 {
+            return broke("reserved bits set");
+        }
+        match h.opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !h.fin || h.payload_len > MAX_CONTROL_PAYLOAD {
+                    return broke("invalid control frame");
+                }
+            }
+            OP_TEXT | OP_BINARY if self.client_message.is_some() => {
+                return broke("new message inside a fragmented one");
+            }
+            OP_CONTINUATION if self.client_message.is_none() => {
+                return broke("continuation without a message");
+            }
+            OP_TEXT | OP_BINARY | OP_CONTINUATION => {}
+            _ => return broke("unknown opcode"),
+        }
+        let so_far = self.client_message.as_ref().map_or(0, |m| m.payload.len()) as u64;
+        if so_far + h.payload_len > MAX_MESSAGE_BYTES as u64 {
+            return Err(Event::ClientBroke(close_code::TOO_LARGE, "message too big"));
+        }
+        Ok(())
+    }
+
+    /// Decides one complete, checked client frame (`frame` is header plus payload).
+    fn client_frame(&mut self, h: &Header, frame: &mut [u8]) -> Result<Action, Event> {
+        let Some(key) = h.mask else {
+            return Err(Event::ClientBroke(close_code::PROTOCOL_ERROR, "unmasked"));
+        };
+        let payload = &mut frame[h.len..];
+        match h.opcode {
+            OP_CLOSE => Ok(Action::ForwardClose),
+            OP_PING | OP_PONG => Ok(Action::Forward),
+            OP_TEXT if h.fin => {
+                wire::apply_mask(payload, key);
+                let forward = self.decide(payload)?;
+                wire::apply_mask(payload, key);
+                Ok(if forward {
+                    Action::Forward
+                } else {
+                    Action::Drop
+                })
+            }
+            OP_BINARY if h.fin => {
+                self.shared.metrics.frames_client_invalid.inc();
+                Ok(Action::Drop)
+            }
+            OP_TEXT | OP_BINARY => {
+                wire::apply_mask(payload, key);
+                self.client_message = Some(Fragmented {
+                    text: h.opcode == OP_TEXT,
+                    payload: payload.to_vec(),
+                });
+                Ok(Action::Drop)
+            }
+            _ => {
+                wire::apply_mask(payload, key);
+                let Some(message) = &mut self.client_message else {
+                    return Err(Event::ClientBroke(
+                        close_code::PROTOCOL_ERROR,
+                        "continuation without a message",
+                    ));
+                };
+                message.payload.extend_from_slice(payload);
+                if !h.fin {
+                    return Ok(Action::Drop);
+                }
+                let Some(Fragmented { text, payload }) = self.client_message.take() else {
+                    return Ok(Action::Drop);
+                };
+                if !text {
+                    self.shared.metrics.frames_client_invalid.inc();
+                    return Ok(Action::Drop);
+                }
+                if !self.decide(&payload)? {
+                    return Ok(Action::Drop);
+                }
+                let mut bytes = Vec::with_capacity(payload.len() + wire::MAX_HEADER_BYTES);
+                wire::encode(&mut bytes, OP_TEXT, &payload, Some(rand::random()));
+                Ok(Action::ForwardOwned(bytes))
+            }
+        }
+    }
+
+    /// Runs the inspector on one complete text message; true to forward it. A refusal is
+    /// answered (held for the client), counted and audited here.
+    fn decide(&mut self, payload: &[u8]) -> Result<bool, Event> {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return Err(Event::ClientBroke(
+                close_code::INVALID_PAYLOAD,
+                "invalid UTF-8",
+            ));
+        };
+        let shared = self.shared;
+        let m = &shared.metrics;
+        let session = self.session;
+        let reply = match inspect(text, session, &shared.limits) {
+            Verdict::Forward => return Ok(true),
+            Verdict::Deny { id, method, denial } => {
+                m.frames_client_denied.inc();
+                m.denial(denial);
+                shared.audit.record(AuditEvent {
+                    credential: Some(&session.credential.id),
+                    method: Some(&method),
+                    reason: Some(denial.as_str()),
+                    ..AuditEvent::new(AuditKind::Denied, self.ctx.peer, self.ctx.id)
+                });
+                error_response(&id, &denial.to_error(&method))
+            }
+            Verdict::Limited {
+                id,
+                method,
+                limited,
+            } => {
+                m.frames_client_limited.inc();
+                m.limited(limited.kind);
+                let now = Instant::now();
+                if self
+                    .last_limit_audit
+                    .is_none_or(|t| now - t >= RATE_LIMIT_AUDIT_INTERVAL)
+                {
+                    self.last_limit_audit = Some(now);
+                    shared.audit.record(AuditEvent {
+                        credential: Some(&session.credential.id),
+                        method: Some(&method),
+                        reason: Some(limited.kind.as_str()),
+                        ..AuditEvent::new(AuditKind::RateLimited, self.ctx.peer, self.ctx.id)
+                    });
+                }
+                error_response(&id, &rate_limited_error(limited))
+            }
+            Verdict::Invalid => {
+                m.frames_client_invalid.inc();
+                self.span.in_scope(|| {
+                    tracing::debug!(
+                        len = text.len(),
+                        "dropped a client frame that is not a request"
+                    );
+                });
+                return Ok(false);
+            }
+        };
+        wire::encode(&mut self.held, OP_TEXT, reply.as_bytes(), None);
+        Ok(false)
+    }
+
+    /// Leaves the open phase (or, from closing, finishes).
+    fn transition(&mut self, event: Event, cx: &mut Context<'_>) {
+        if let Phase::Closing { end, .. } = self.phase
+            && !matches!(event, Event::ClientClosed | Event::UpstreamClosed)
+        {
+            // A close handshake is under way: whatever else happens, it ends here.
+            self.finish(end);
+            return;
+        }
+        let m = &self.shared.metrics;
+        let end = match event {
+            Event::ClientClosed | Event::UpstreamClosed => {
+                let by_client = event == Event::ClientClosed;
+                match &self.phase {
+                    // The answer to the first close has passed: the handshake is complete.
+                    Phase::Closing { end, .. } => self.finish(*end),
+                    _ => {
+                        self.phase = Phase::Closing {
+                            end: if by_client {
+                                End::Client
+                            } else {
+                                End::Upstream
+                            },
+                            by_client,
+                            deadline: Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)),
+                        };
+                    }
+                }
+                // Register the deadline's timer.
+                if let Phase::Closing { deadline, .. } = &mut self.phase {
+                    let _ = deadline.as_mut().poll(cx);
+                }
+                return;
+            }
+            Event::ClientGone => {
+                self.close_upstream();
+                End::Client
+            }
+            Event::ClientBroke(code, reason) => {
+                self.span
+                    .in_scope(|| tracing::debug!(code, reason, "client broke the protocol"));
+                self.close_client(code, reason);
+                self.close_upstream();
+                End::Client
+            }
+            Event::UpstreamGone => {
+                m.upstream_error(UpstreamError::Closed);
+                self.close_client(close_code::SERVICE_RESTART, "upstream lost");
+                End::Upstream
+            }
+            Event::SlowConsumer => {
+                m.slow_consumers.inc();
+                self.span
+                    .in_scope(|| tracing::info!("closing a slow consumer"));
+                self.close_client(close_code::POLICY_VIOLATION, "slow consumer");
+                self.close_upstream();
+                End::SlowConsumer
+            }
+            Event::Shutdown => {
+                self.close_client(close_code::SERVICE_RESTART, "service restart");
+                let mut frame = Vec::new();
+                wire::encode_close(
+                    &mut frame,
+                    close_code::SERVICE_RESTART,
+                    "service restart",
+                    true,
+                );
+                self.to_upstream.queue(&frame);
+                End::Shutdown
+            }
+        };
+        self.finish(end);
+    }
+
+    /// Queues a close frame for the client if the gateway's stream is between messages (in the
+    /// middle of a frame none can be sent; the socket is then just shut down).
+    fn close_client(&mut self, code: u16, reason: &'static str) {
+        if self.upstream_cursor.at_message_boundary() {
+            let mut frame = std::mem::take(&mut self.held);
+            wire::encode_close(&mut frame, code, reason, false);
+            self.to_client.queue(&frame);
+        }
+    }
+
+    /// Queues a "going away" close for the gateway (client frames are always whole, so this is
+    /// always at a boundary).
+    fn close_upstream(&mut self) {
+        let mut frame = Vec::new();
+        wire::encode_close(&mut frame, close_code::GOING_AWAY, "client gone", true);
+        self.to_upstream.queue(&frame);
+    }
+
+    fn finish(&mut self, end: End) {
+        let deadline = match std::mem::replace(&mut self.phase, Phase::Open) {
+            Phase::Closing { deadline, .. } | Phase::Finishing { deadline, .. } => deadline,
+            Phase::Open => Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)),
+        };
+        self.phase = Phase::Finishing {
+            end,
+            deadline,
+            client_done: false,
+            upstream_done: false,
+        };
+    }
+
+    /// Flushes both queues and shuts both sockets down, each side on its own, within the
+    /// close deadline.
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        let Phase::Finishing {
+            end,
+            deadline,
+            client_done,
+            upstream_done,
+        } = &mut self.phase
+        else {
+            return Poll::Pending;
+        };
+        let span = self.span;
+        let closed = |side: &str, result: io::Result<()>| {
+            if let Err(e) = result {
+                span.in_scope(|| tracing::debug!(side, error = %e, "final write failed"));
+            }
+            true
+        };
+        if !*client_done && let Poll::Ready(r) = self.to_client.poll_close(&mut self.client, cx) {
+            *client_done = closed("client", r);
+        }
+        if !*upstream_done
+            && let Poll::Ready(r) = self.to_upstream.poll_close(&mut self.upstream, cx)
+        {
+            *upstream_done = closed("gateway", r);
+        }
+        if (*client_done && *upstream_done) || deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(*end);
+        }
+        Poll::Pending
     }
 }
 
-async fn finish_slow<S>(client: &mut WebSocketStream<S>, upstream: &mut UpstreamWs) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, upstream.close(None)).await;
-    close_client(client, close_code::POLICY_VIOLATION, "slow consumer").await;
-    End::SlowConsumer
+/// How a queue's drain went.
+enum Drain {
+    /// Nothing left.
+    Done,
+    /// Bytes wait, within their time.
+    Waiting,
+    /// The socket failed.
+    Failed(io::Error),
+    /// Bytes waited longer than allowed.
+    TooSlow,
 }
 
-async fn close_client<S>(client: &mut WebSocketStream<S>, code: u16, reason: &'static str) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let _ =
-        tokio::time::timeout(CLOSE_TIMEOUT, client.close(Some(close_frame(code, reason)))).await;
-    End::Upstream
+/// Bytes queued for one socket that it has not taken yet.
+#[derive(Default)]
+struct Outbox {
+    buf: Vec<u8>,
+    sent: usize,
+    /// Bytes were written that the socket may still hold (TLS records): a flush is owed.
+    unflushed: bool,
+    /// Armed while bytes wait: the peer's time to take them.
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl Outbox {
+    /// Nothing waits (flushes included).
+    fn is_empty(&self) -> bool {
+        self.sent == self.buf.len() && !self.unflushed
+    }
+
+    /// Writes `data` at once if nothing is queued, queueing whatever the socket does not take.
+    fn send<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+        mut data: &[u8],
+    ) -> io::Result<()> {
+        if self.sent == self.buf.len() {
+            while !data.is_empty() {
+                match Pin::new(&mut *io).poll_write(cx, data) {
+                    Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) => {
+                        data = &data[n..];
+                        self.unflushed = true;
+                    }
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => break,
+                }
+            }
+            if self.unflushed && data.is_empty() {
+                match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => {}
+                }
+            }
+        }
+        self.queue(data);
+        Ok(())
+    }
+
+    /// Appends bytes behind whatever is queued, without writing.
+    fn queue(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Writes queued bytes; arms the deadline while some wait, and reports it once passed.
+    fn poll_drain<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+        limit: Duration,
+    ) -> Drain {
+        match self.poll_write_all(io, cx) {
+            Poll::Ready(Ok(())) => {
+                self.deadline = None;
+                Drain::Done
+            }
+            Poll::Ready(Err(e)) => Drain::Failed(e),
+            Poll::Pending => {
+                let deadline = self
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    Drain::TooSlow
+                } else {
+                    Drain::Waiting
+                }
+            }
+        }
+    }
+
+    fn poll_write_all<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.sent < self.buf.len() {
+            match ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.sent..])) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.sent += n;
+                    self.unflushed = true;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if !self.buf.is_empty() {
+            // Freed, not kept: an idle connection holds no buffer.
+            self.buf = Vec::new();
+            self.sent = 0;
+        }
+        if self.unflushed {
+            ready!(Pin::new(&mut *io).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what is queued, then shuts the socket down (TLS close_notify, TCP FIN).
+    fn poll_close<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_all(io, cx))?;
+        Pin::new(io).poll_shutdown(cx)
+    }
 }

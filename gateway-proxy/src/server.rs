@@ -7,30 +7,33 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use crate::audit::AuditLog;
 use crate::config::{Config, IdentityMode};
-use crate::credential::CredentialStore;
+use crate::credential::{ConnectionSlot, CredentialStore};
 use crate::error::ProxyError;
-use crate::frame_gate::{GatedIo, into_relay};
-use crate::handshake::{ConnCtx, exchange, passthrough, refuse};
+use crate::frame_gate::{GatedIo, into_raw};
+use crate::handshake::{Admitted, ConnCtx, exchange, passthrough, refuse};
+use crate::inspector::Session;
 use crate::metrics::{ConnOutcome, Metrics};
 use crate::rate_limit::RateLimits;
+use crate::relay::StopSignal;
 use crate::tls::{ReloadableCert, load_certified_key, server_config};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamIo};
+use crate::workers::Workers;
 
 /// After the drain grace period, how long connections get to send their 1012 close.
 pub const FORCED_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,6 +44,8 @@ pub const FORCED_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Shutdown {
     now: CancellationToken,
     drain: CancellationToken,
+    /// Set just before `now` is cancelled: what relays check on every poll.
+    fired: Arc<AtomicBool>,
 }
 
 impl Default for Shutdown {
@@ -54,7 +59,11 @@ impl Shutdown {
     pub fn new() -> Self {
         let now = CancellationToken::new();
         let drain = now.child_token();
-        Self { now, drain }
+        Self {
+            now,
+            drain,
+            fired: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Graceful: stop accepting, wait up to the grace period, then close the rest.
@@ -64,6 +73,7 @@ impl Shutdown {
 
     /// Fast: close every connection now (1012).
     pub fn now(&self) {
+        self.fired.store(true, Ordering::Release);
         self.now.cancel();
     }
 }
@@ -206,6 +216,8 @@ impl Proxy {
         let background = TaskTracker::new();
         let bg_stop = CancellationToken::new();
         let semaphore = Arc::new(Semaphore::new(self.shared.config.listen.max_connections));
+        let workers = Arc::new(Workers::start(self.shared.config.listen.workers)?);
+        tracing::info!(workers = workers.len(), "connection workers started");
 
         if let Some(l) = listeners.admin {
             tracing::info!(addr = ?l.local_addr().ok(), "admin listening");
@@ -226,7 +238,7 @@ impl Proxy {
                 listener,
                 tls,
                 Arc::clone(&semaphore),
-                conns.clone(),
+                (conns.clone(), Arc::clone(&workers)),
                 shutdown.clone(),
             ));
         }
@@ -242,7 +254,7 @@ impl Proxy {
                 "drain grace over; closing the rest with 1012"
             );
         }
-        shutdown.now.cancel();
+        shutdown.now();
         if tokio::time::timeout(FORCED_CLOSE_TIMEOUT, conns.wait())
             .await
             .is_err()
@@ -252,16 +264,58 @@ impl Proxy {
         bg_stop.cancel();
         background.close();
         background.wait().await;
+        if let Some(workers) = Arc::into_inner(workers) {
+            workers.stop().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
 
-    async fn handle<S>(self, stream: S, ctx: ConnCtx, stop: CancellationToken)
+    /// One connection: the WebSocket upgrade and the handshake inside the connection's span,
+    /// then the relay. The relay is not instrumented (entering the span on every poll was a
+    /// measurable share of its per-frame cost); it enters `span` for the lines it logs.
+    async fn handle<S>(self, stream: S, ctx: ConnCtx, stop: StopSignal, span: Span)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let shared = &*self.shared;
         let started = Instant::now();
+        let Some((client, upstream, session, slot)) = self
+            .admit(stream, &ctx, &stop)
+            .instrument(span.clone())
+            .await
+        else {
+            return;
+        };
+        shared
+            .metrics
+            .handshake_seconds
+            .observe(started.elapsed().as_secs_f64());
+        span.in_scope(|| {
+            tracing::info!(credential = %session.credential.id, scopes = ?session.scopes, "connected");
+        });
+        shared.metrics.connections_open.inc();
+        let end = Box::pin(crate::relay::relay(
+            shared, &ctx, client, upstream, &session, stop, &span,
+        ))
+        .await;
+        drop(slot);
+        shared.metrics.connections_open.dec();
+        span.in_scope(|| tracing::info!(end = end.as_str(), "disconnected"));
+    }
+
+    /// Upgrade, handshake, and hand-over of the raw sockets; `None` when the client was
+    /// refused or went away (counted and logged here).
+    async fn admit<S>(
+        &self,
+        stream: S,
+        ctx: &ConnCtx,
+        stop: &StopSignal,
+    ) -> Option<(S, UpstreamIo, Session, ConnectionSlot)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = &*self.shared;
         let ws = tokio::time::timeout_at(
             ctx.deadline,
             Box::pin(tokio_tungstenite::accept_async_with_config(
@@ -279,56 +333,48 @@ impl Proxy {
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "websocket upgrade failed");
                 shared.metrics.connection(ConnOutcome::HandshakeFailed);
-                return;
+                return None;
             }
             Err(_) => {
                 shared.metrics.connection(ConnOutcome::HandshakeFailed);
-                return;
+                return None;
             }
         };
         // Boxed: the handshake's state lives on the heap only while it runs, so the task's
         // resident size for an idle proxied connection is just the relay's state.
         let handshake = Box::pin(async {
             match shared.config.identity.mode {
-                IdentityMode::Exchange => exchange(shared, &ctx, &mut client).await,
-                IdentityMode::Passthrough => passthrough(shared, &ctx, &mut client).await,
+                IdentityMode::Exchange => exchange(shared, ctx, &mut client).await,
+                IdentityMode::Passthrough => passthrough(shared, ctx, &mut client).await,
             }
         });
         let admitted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.token.cancelled() => return None,
             a = handshake => a,
         };
-        let mut admitted = match admitted {
+        let Admitted {
+            upstream,
+            session,
+            slot,
+        } = match admitted {
             Ok(a) => a,
             Err(refusal) => {
-                Box::pin(refuse(shared, &ctx, &mut client, refusal)).await;
-                return;
+                Box::pin(refuse(shared, ctx, &mut client, refusal)).await;
+                return None;
             }
         };
-        // Fresh small buffers (and the relay's message cap) for the connection's life: the
-        // handshake's large frames (hello-ok) must not stay resident per idle connection.
-        // Boxed too: inline, these futures made every connection's task ~9 KiB larger.
-        let relay_sockets = Box::pin(async {
-            let client = into_relay(client, Role::Server).await?;
-            admitted.upstream = into_relay(admitted.upstream, Role::Client).await?;
-            Ok::<_, tokio_tungstenite::tungstenite::Error>((client, admitted))
+        // The relay takes the raw sockets: tungstenite's buffers (grown for the handshake's
+        // large frames, such as the ~16 KB hello-ok) are freed here.
+        let raw = Box::pin(async {
+            Ok::<_, WsError>((into_raw(client).await?, into_raw(upstream).await?))
         });
-        let (client, admitted) = match relay_sockets.await {
-            Ok(x) => x,
+        match raw.await {
+            Ok((client, upstream)) => Some((client, upstream, session, slot)),
             Err(e) => {
                 tracing::debug!(error = %e, "connection lost right after its handshake");
-                return;
+                None
             }
-        };
-        shared
-            .metrics
-            .handshake_seconds
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(credential = %admitted.session.credential.id, scopes = ?admitted.session.scopes, "connected");
-        shared.metrics.connections_open.inc();
-        let end = Box::pin(crate::relay::relay(shared, &ctx, client, admitted, stop)).await;
-        shared.metrics.connections_open.dec();
-        tracing::info!(end = end.as_str(), "disconnected");
+        }
     }
 }
 
@@ -337,7 +383,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     semaphore: Arc<Semaphore>,
-    conns: TaskTracker,
+    (conns, workers): (TaskTracker, Arc<Workers>),
     shutdown: Shutdown,
 ) {
     loop {
@@ -361,46 +407,88 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        // Re-registered on the worker's own reactor there (see `workers`).
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand a connection to a worker");
+                continue;
+            }
+        };
         let id = proxy.shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let stop = shutdown.now.child_token();
+        let stop = StopSignal {
+            token: shutdown.now.child_token(),
+            fired: Arc::clone(&shutdown.fired),
+        };
         let span = tracing::info_span!("conn", conn = id, peer = %peer, tls);
         let p = proxy.clone();
-        conns.spawn(
+        conns.spawn_on(
             async move {
                 let _permit = permit;
-                let deadline = Instant::now() + p.shared.config.handshake_timeout();
-                let mut ctx = ConnCtx {
-                    peer,
-                    id,
-                    client_cert: None,
-                    deadline,
-                };
-                if !tls {
-                    p.handle(stream, ctx, stop).await;
-                    return;
+                let accepted = accept_stream(&p, stream, peer, id, tls).instrument(span.clone());
+                match accepted.await {
+                    Some((Accepted::Plain(s), ctx)) => p.handle(s, ctx, stop, span).await,
+                    Some((Accepted::Tls(s), ctx)) => p.handle(*s, ctx, stop, span).await,
+                    None => {}
                 }
-                let Some(acceptor) = p.shared.tls.clone() else {
-                    return;
-                };
-                match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
-                    Ok(Ok(tls_stream)) => {
-                        ctx.client_cert = tls_stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| c.clone().into_owned());
-                        p.handle(tls_stream, ctx, stop).await;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "TLS handshake failed");
-                        p.shared.metrics.connection(ConnOutcome::HandshakeFailed);
-                    }
-                    Err(_) => p.shared.metrics.connection(ConnOutcome::HandshakeFailed),
-                }
-            }
-            .instrument(span),
+            },
+            workers.next(),
         );
+    }
+}
+
+/// A connection's socket once accepted on its worker.
+enum Accepted {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// Registers the socket on the worker's reactor and, on the TLS listener, runs the TLS
+/// handshake (within the handshake deadline).
+async fn accept_stream(
+    p: &Proxy,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    tls: bool,
+) -> Option<(Accepted, ConnCtx)> {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not register a connection");
+            return None;
+        }
+    };
+    let deadline = Instant::now() + p.shared.config.handshake_timeout();
+    let mut ctx = ConnCtx {
+        peer,
+        id,
+        client_cert: None,
+        deadline,
+    };
+    if !tls {
+        return Some((Accepted::Plain(stream), ctx));
+    }
+    let acceptor = p.shared.tls.clone()?;
+    match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
+        Ok(Ok(tls_stream)) => {
+            ctx.client_cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned());
+            Some((Accepted::Tls(Box::new(tls_stream)), ctx))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            p.shared.metrics.connection(ConnOutcome::HandshakeFailed);
+            None
+        }
+        Err(_) => {
+            p.shared.metrics.connection(ConnOutcome::HandshakeFailed);
+            None
+        }
     }
 }
 

@@ -25,8 +25,10 @@ use crate::error::ProxyError;
 use crate::frame_gate::GatedIo;
 use crate::pin::Pin;
 
-/// An open upstream socket.
-pub type UpstreamWs = WebSocketStream<GatedIo<MaybeTlsStream<TcpStream>>>;
+/// The socket to the gateway, plain or TLS.
+pub type UpstreamIo = MaybeTlsStream<TcpStream>;
+/// An open upstream socket during the handshake.
+pub type UpstreamWs = WebSocketStream<GatedIo<UpstreamIo>>;
 
 /// Why the upstream side of a handshake failed.
 #[derive(Debug)]

@@ -1,7 +1,13 @@
 //! WebSocket close codes the gateway uses, named.
 
+/// Going away (RFC 6455): an endpoint leaves, e.g. the proxy after its client vanished.
+pub const GOING_AWAY: u16 = 1001;
 /// Protocol range mismatch.
 pub const PROTOCOL_MISMATCH: u16 = 1002;
+/// RFC 6455 protocol error (a malformed frame); the same code as [`PROTOCOL_MISMATCH`].
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text message that is not UTF-8 (RFC 6455).
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// Policy: auth failure, invalid handshake or params, slow consumer.
 pub const POLICY_VIOLATION: u16 = 1008;
 /// A pre-auth frame over 64 KiB.

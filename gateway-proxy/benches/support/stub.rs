@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
 /// What the stub saw.
@@ -139,13 +141,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         let msg = tokio::select! {
             () = stop.cancelled() => {
-                let _ = ws.close(None).await;
+                // As the real gateway closes on shutdown.
+                let restart = CloseFrame { code: CloseCode::from(1012), reason: "service restart".into() };
+                let _ = ws.close(Some(restart)).await;
                 break;
             }
             m = ws.next() => m,
         };
-        let Some(Ok(Message::Text(t))) = msg else {
-            break;
+        let t = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            // tungstenite answers pings and closes itself (the close reply goes out on the next
+            // read, which then ends the stream), as the real gateway does.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => continue,
+            _ => break,
         };
         let v: serde_json::Value = match serde_json::from_str(&t) {
             Ok(v) => v,

@@ -1,0 +1,176 @@
+//! The relay's own frame codec on the wire: frames written byte by byte as a client could write
+//! them (pipelined, fragmented, malformed, large), and what comes back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use gateway_proxy::wire::{OP_CONTINUATION, OP_PING, OP_TEXT, encode};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+fn req(id: &str, method: &str) -> String {
+    serde_json::json!({"type":"req","id":id,"method":method,"params":{"sessionKey":"main"}})
+        .to_string()
+}
+
+/// One text message as two masked frames (text without FIN, then a final continuation).
+fn fragmented(out: &mut Vec<u8>, text: &str) {
+    let (a, b) = text.split_at(text.len() / 2);
+    let start = out.len();
+    encode(out, OP_TEXT, a.as_bytes(), Some(KEY));
+    out[start] &= 0x7f;
+    encode(out, OP_CONTINUATION, b.as_bytes(), Some(KEY));
+}
+
+/// An admitted client's raw socket (after hello-ok nothing else is in flight).
+async fn raw_client(p: &Running) -> tokio::net::TcpStream {
+    match connected(&p.ws_url(), &["operator.read", "operator.write"])
+        .await
+        .into_inner()
+    {
+        MaybeTlsStream::Plain(tcp) => tcp,
+        _ => unreachable!("plain listener"),
+    }
+}
+
+async fn reader(tcp: tokio::net::TcpStream) -> Ws {
+    WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(tcp), Role::Client, None).await
+}
+
+/// Frames written in one go are each decided, in order: allowed ones reach the gateway
+/// untouched, denied ones are answered by the proxy, a fragmented request is judged as a
+/// whole (fragmenting `sessions.reset` does not slip it past the policy), and a ping crosses
+/// to the gateway and its pong comes back.
+#[tokio::test]
+async fn pipelined_and_fragmented_frames_are_each_decided_in_order() {
+    tokio::time::timeout(T, async {
+        let gw = stub::start(None).await;
+        let p = start_proxy(&gw.url(), false, "").await;
+        let mut tcp = raw_client(&p).await;
+        let mut bytes = Vec::new();
+        encode(
+            &mut bytes,
+            OP_TEXT,
+            req("a1", "health").as_bytes(),
+            Some(KEY),
+        );
+        encode(
+            &mut bytes,
+            OP_TEXT,
+            req("d1", "sessions.reset").as_bytes(),
+            Some(KEY),
+        );
+        fragmented(&mut bytes, &req("d2", "sessions.reset"));
+        fragmented(&mut bytes, &req("a2", "chat.history"));
+        encode(&mut bytes, OP_PING, b"liveness", Some(KEY));
+        tcp.write_all(&bytes).await.unwrap();
+        let mut ws = reader(tcp).await;
+        let mut answers = Vec::new();
+        let mut pong = None;
+        while answers.len() < 4 || pong.is_none() {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(t) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    answers.push((
+                        v["id"].as_str().unwrap().to_string(),
+                        v["ok"].as_bool().unwrap(),
+                    ));
+                }
+                Message::Pong(data) => pong = Some(data),
+                other => panic!("{other:?}"),
+            }
+        }
+        answers.sort();
+        assert_eq!(
+            answers,
+            [
+                ("a1".to_string(), true),
+                ("a2".to_string(), true),
+                ("d1".to_string(), false),
+                ("d2".to_string(), false),
+            ]
+        );
+        assert_eq!(pong.unwrap().as_ref(), b"liveness");
+        assert_eq!(*gw.seen.methods.lock(), ["health", "chat.history"]);
+        let m = p.metrics();
+        assert!(
+            m.contains(r#"gateway_proxy_denials_total{reason="missing_scope"} 2"#),
+            "{m}"
+        );
+        p.stop().await;
+    })
+    .await
+    .unwrap();
+}
+
+/// A client that breaks RFC 6455 is closed with the RFC's code, and the gateway connection
+/// ends with it.
+#[tokio::test]
+async fn malformed_frames_close_with_the_rfc_codes() {
+    tokio::time::timeout(T, async {
+        let gw = stub::start(None).await;
+        let p = start_proxy(&gw.url(), false, "").await;
+        let header_only_too_big = {
+            // A masked text frame announcing 32 MiB: refused on its header.
+            let mut h = vec![0x81, 0x80 | 127];
+            h.extend_from_slice(&(32u64 << 20).to_be_bytes());
+            h.extend_from_slice(&KEY);
+            h
+        };
+        let mut not_utf8 = Vec::new();
+        encode(&mut not_utf8, OP_TEXT, &[0xff, 0xfe, 0x80], Some(KEY));
+        let mut unmasked = Vec::new();
+        encode(&mut unmasked, OP_TEXT, req("u", "health").as_bytes(), None);
+        for (i, (bytes, code)) in [
+            (unmasked, 1002),
+            (not_utf8, 1007),
+            (header_only_too_big, 1009),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut tcp = raw_client(&p).await;
+            tcp.write_all(&bytes).await.unwrap();
+            let mut ws = reader(tcp).await;
+            assert_eq!(close_code(&mut ws).await, Some(code));
+            gw.wait_closed(i + 1).await;
+        }
+        assert!(gw.seen.methods.lock().is_empty());
+        p.stop().await;
+    })
+    .await
+    .unwrap();
+}
+
+/// A message far larger than one read arrives whole, and the close handshake runs end to end:
+/// the client's close reaches the gateway, whose answer reaches the client.
+#[tokio::test]
+async fn a_large_message_arrives_whole_and_the_close_handshake_completes() {
+    tokio::time::timeout(T, async {
+        let gw = stub::start(None).await;
+        let p = start_proxy(&gw.url(), false, "").await;
+        let mut ws = connected(&p.ws_url(), &["operator.read"]).await;
+        let pad = "p".repeat(300_000);
+        let big =
+            serde_json::json!({"type":"req","id":"big","method":"health","params":{"pad":pad}});
+        ws.send(Message::text(big.to_string())).await.unwrap();
+        let r = next_json(&mut ws).await;
+        assert_eq!(
+            (r["id"].as_str(), r["ok"].as_bool()),
+            (Some("big"), Some(true))
+        );
+        ws.close(None).await.unwrap();
+        assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))));
+        gw.wait_closed(1).await;
+        p.stop().await;
+    })
+    .await
+    .unwrap();
+}
