@@ -60,7 +60,12 @@ fn main() {
             arg("--port", "0").parse().unwrap(),
             arg("--hello-bytes", "0").parse().unwrap(),
         )),
-        "role-proxy" => rt().block_on(run_proxy(arg("--upstream", ""), arg("--port", "0"))),
+        // As `gateway-proxy serve` runs: a current-thread main runtime, connections on workers.
+        "role-proxy" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(run_proxy(arg("--upstream", ""), arg("--port", "0"))),
         _ => {
             pin_self(0);
             rt().block_on(bench());

@@ -19,7 +19,9 @@ fn init_tracing(format: &str) {
     }
 }
 
-#[tokio::main]
+// Current-thread: accepting, the admin endpoint, signals and probes are light; connections run
+// on their own worker threads (`listen.workers`, see `gateway_proxy::workers`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = match &cli.command {
