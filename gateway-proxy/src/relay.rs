@@ -170,14 +170,15 @@ where
     tokio::pin!(stopped);
     // Registers the task with the token once; later polls only read the flag.
     let mut registered = false;
+    let mut stopped_already = false;
     let end = std::future::poll_fn(|cx| {
         if !registered {
             registered = true;
-            if stopped.as_mut().poll(cx).is_ready() {
-                stop.fired.store(true, Ordering::Release);
-            }
+            stopped_already = stopped.as_mut().poll(cx).is_ready();
         }
-        if matches!(relay.phase, Phase::Open) && stop.fired.load(Ordering::Acquire) {
+        if matches!(relay.phase, Phase::Open)
+            && (stopped_already || stop.fired.load(Ordering::Acquire))
+        {
             relay.transition(Event::Shutdown, cx);
         }
         relay.poll(cx)
