@@ -16,7 +16,9 @@
 //!   idle connection holds none. While bytes wait for a socket, nothing more is read from the
 //!   other one: a client that stops reading stalls the gateway → client direction, and after the
 //!   slow-consumer timeout it is closed 1008 "slow consumer", as the gateway would (a gateway
-//!   that stops reading for as long ends the connection too).
+//!   that stops reading for as long ends the connection too). A close frame can only go in
+//!   between two messages: if the cut falls inside one of the gateway's frames, the socket is
+//!   just shut down.
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -302,10 +302,16 @@ async fn a_client_that_stops_reading_is_closed_as_slow_consumer() {
         let req = serde_json::json!({"type":"req","id":"f","method":"status","params":{"flood":1024,"size":65536}});
         ws.send(Message::text(req.to_string())).await.unwrap();
         gw.wait_closed(1).await;
-        let m = p.metrics();
+        // The proxy gave up on the client: what it had taken is still delivered, then the
+        // connection ends (with a 1008 close frame only if the cut fell between two messages;
+        // these 64 KiB events are relayed in smaller reads, so it usually falls inside one).
+        let code = close_code(&mut ws).await;
+        assert!(matches!(code, None | Some(1008)), "{code:?}");
+        let registry = p.registry.clone();
+        p.stop().await;
+        let m = gateway_proxy::metrics::render(&registry);
         assert!(m.contains("gateway_proxy_slow_consumer_closes_total 1"), "{m}");
         assert!(m.contains("gateway_proxy_connections_open 0"), "{m}");
-        p.stop().await;
     })
     .await
     .unwrap();
