@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,7 +31,7 @@ use crate::handshake::{Admitted, ConnCtx, exchange, passthrough, refuse};
 use crate::inspector::Session;
 use crate::metrics::{ConnOutcome, Metrics};
 use crate::rate_limit::RateLimits;
-use crate::relay::StopSignal;
+use crate::relay::{StopSignal, relay};
 use crate::tls::{ReloadableCert, load_certified_key, server_config};
 use crate::upstream::{Upstream, UpstreamIo};
 use crate::workers::Workers;
@@ -280,10 +281,10 @@ impl Proxy {
     {
         let shared = &*self.shared;
         let started = Instant::now();
-        let Some((client, upstream, session, slot)) = self
-            .admit(stream, &ctx, &stop)
-            .instrument(span.clone())
-            .await
+        // Boxed, like every phase that ends: the task's resident size for the connection's life
+        // is the largest state held inline, so only the relay's own state should be.
+        let Some((client, upstream, session, slot)) =
+            Box::pin(self.admit(stream, &ctx, &stop).instrument(span.clone())).await
         else {
             return;
         };
@@ -295,10 +296,17 @@ impl Proxy {
             tracing::info!(credential = %session.credential.id, scopes = ?session.scopes, "connected");
         });
         shared.metrics.connections_open.inc();
-        let end = Box::pin(crate::relay::relay(
-            shared, &ctx, client, upstream, &session, stop, &span,
-        ))
-        .await;
+        // A plain upstream socket is 32 bytes, the TLS variant of the enum over 1 KB: keep the
+        // common case (the gateway on loopback) small and the TLS state boxed.
+        let end = match upstream {
+            MaybeTlsStream::Plain(tcp) => {
+                Box::pin(relay(shared, &ctx, client, tcp, &session, stop, &span)).await
+            }
+            tls => {
+                let tls = Box::new(tls);
+                Box::pin(relay(shared, &ctx, client, tls, &session, stop, &span)).await
+            }
+        };
         drop(slot);
         shared.metrics.connections_open.dec();
         span.in_scope(|| tracing::info!(end = end.as_str(), "disconnected"));
@@ -422,18 +430,17 @@ async fn accept_loop(
         };
         let span = tracing::info_span!("conn", conn = id, peer = %peer, tls);
         let p = proxy.clone();
-        conns.spawn_on(
-            async move {
-                let _permit = permit;
-                let accepted = accept_stream(&p, stream, peer, id, tls).instrument(span.clone());
-                match accepted.await {
-                    Some((Accepted::Plain(s), ctx)) => p.handle(s, ctx, stop, span).await,
-                    Some((Accepted::Tls(s), ctx)) => p.handle(*s, ctx, stop, span).await,
-                    None => {}
-                }
-            },
-            workers.next(),
-        );
+        let fut = async move {
+            let _permit = permit;
+            let accepted = accept_stream(&p, stream, peer, id, tls).instrument(span.clone());
+            match Box::pin(accepted).await {
+                Some((Accepted::Plain(s), ctx)) => p.handle(s, ctx, stop, span).await,
+                // Kept boxed: inline, the TLS state would enlarge every connection's task.
+                Some((Accepted::Tls(s), ctx)) => p.handle(s, ctx, stop, span).await,
+                None => {}
+            }
+        };
+        conns.spawn_on(fut, workers.next());
     }
 }
 
