@@ -79,9 +79,9 @@ impl Workers {
     }
 
     /// Stops the workers (tasks still on them are dropped) and waits for their threads.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.stop.cancel();
-        let threads = self.threads;
+        let threads = std::mem::take(&mut self.threads);
         let joined = tokio::task::spawn_blocking(move || {
             for t in threads {
                 if t.join().is_err() {
@@ -93,6 +93,14 @@ impl Workers {
         if joined.is_err() {
             tracing::error!("joining the connection workers failed");
         }
+    }
+}
+
+impl Drop for Workers {
+    /// Dropped without [`stop`](Workers::stop) (the proxy's task was aborted): the threads
+    /// still end, without being waited for.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -129,5 +137,22 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(10), workers.stop())
             .await
             .unwrap();
+    }
+
+    /// Dropping the workers ends their runtimes: what they run is dropped with them.
+    #[tokio::test]
+    async fn dropping_the_workers_ends_their_tasks() {
+        let workers = Workers::start(1).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        workers.next().spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        drop(workers);
+        // The sender is dropped when the worker's runtime drops the pending task.
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap_err();
     }
 }
