@@ -9,7 +9,8 @@
 //! - [`credential`], [`policy`]: who may connect and what they may call.
 //! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
 //! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure on the
-//!   raw sockets, with [`wire`] (framing) and [`frame_cursor`] (following the gateway's frames);
+//!   raw sockets, with [`wire`] (framing), [`frame_cursor`] (following the gateway's frames) and
+//!   `outbox` (a socket's bounded write queue);
 //!   [`frame_gate`], [`ws`]: the handshake's WebSocket settings and the hand-over to the relay.
 //! - [`rate_limit`], [`audit`], [`metrics`], [`admin`]: limits and observability.
 //! - [`tls`], [`pin`]: certificates, reload, upstream pinning.
@@ -30,6 +31,7 @@ pub mod handshake;
 pub mod inspector;
 pub mod loopback;
 pub mod metrics;
+mod outbox;
 pub mod policy;
 pub mod rate_limit;
 pub mod relay;

@@ -26,7 +26,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use shared_protocol::close_code;
@@ -40,6 +40,7 @@ use crate::frame_cursor::FrameCursor;
 use crate::handshake::ConnCtx;
 use crate::inspector::{Session, Verdict, error_response, inspect, rate_limited_error};
 use crate::metrics::UpstreamError;
+use crate::outbox::{Drain, Outbox};
 use crate::server::Shared;
 use crate::wire::{self, Header, MAX_CONTROL_PAYLOAD};
 use crate::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
@@ -758,134 +759,5 @@ where
             return Poll::Ready(*end);
         }
         Poll::Pending
-    }
-}
-
-/// How a queue's drain went.
-enum Drain {
-    /// Nothing left.
-    Done,
-    /// Bytes wait, within their time.
-    Waiting,
-    /// The socket failed.
-    Failed(io::Error),
-    /// Bytes waited longer than allowed.
-    TooSlow,
-}
-
-/// Bytes queued for one socket that it has not taken yet.
-#[derive(Default)]
-struct Outbox {
-    buf: Vec<u8>,
-    sent: usize,
-    /// Bytes were written that the socket may still hold (TLS records): a flush is owed.
-    unflushed: bool,
-    /// Armed while bytes wait: the peer's time to take them.
-    deadline: Option<Pin<Box<Sleep>>>,
-}
-
-impl Outbox {
-    /// Nothing waits (flushes included).
-    fn is_empty(&self) -> bool {
-        self.sent == self.buf.len() && !self.unflushed
-    }
-
-    /// Writes `data` at once if nothing is queued, queueing whatever the socket does not take.
-    fn send<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-        mut data: &[u8],
-    ) -> io::Result<()> {
-        if self.sent == self.buf.len() {
-            while !data.is_empty() {
-                match Pin::new(&mut *io).poll_write(cx, data) {
-                    Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                    Poll::Ready(Ok(n)) => {
-                        data = &data[n..];
-                        self.unflushed = true;
-                    }
-                    Poll::Ready(Err(e)) => return Err(e),
-                    Poll::Pending => break,
-                }
-            }
-            if self.unflushed && data.is_empty() {
-                match Pin::new(&mut *io).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => self.unflushed = false,
-                    Poll::Ready(Err(e)) => return Err(e),
-                    Poll::Pending => {}
-                }
-            }
-        }
-        self.queue(data);
-        Ok(())
-    }
-
-    /// Appends bytes behind whatever is queued, without writing.
-    fn queue(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// Writes queued bytes; arms the deadline while some wait, and reports it once passed.
-    fn poll_drain<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-        limit: Duration,
-    ) -> Drain {
-        match self.poll_write_all(io, cx) {
-            Poll::Ready(Ok(())) => {
-                self.deadline = None;
-                Drain::Done
-            }
-            Poll::Ready(Err(e)) => Drain::Failed(e),
-            Poll::Pending => {
-                let deadline = self
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if deadline.as_mut().poll(cx).is_ready() {
-                    Drain::TooSlow
-                } else {
-                    Drain::Waiting
-                }
-            }
-        }
-    }
-
-    fn poll_write_all<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        while self.sent < self.buf.len() {
-            match ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.sent..])) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    self.sent += n;
-                    self.unflushed = true;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        if !self.buf.is_empty() {
-            // Freed, not kept: an idle connection holds no buffer.
-            self.buf = Vec::new();
-            self.sent = 0;
-        }
-        if self.unflushed {
-            ready!(Pin::new(&mut *io).poll_flush(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Writes what is queued, then shuts the socket down (TLS close_notify, TCP FIN).
-    fn poll_close<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        ready!(self.poll_write_all(io, cx))?;
-        Pin::new(io).poll_shutdown(cx)
     }
 }
