@@ -26,7 +26,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use shared_protocol::close_code;
@@ -195,6 +195,21 @@ where
     end
 }
 
+/// One read into `buf`; the end of the stream is an error (`UnexpectedEof`) like any other way
+/// for the peer to go.
+fn poll_read_chunk<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut [u8],
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut buf = ReadBuf::new(buf);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    match buf.filled().len() {
+        0 => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+        n => Poll::Ready(Ok(n)),
+    }
+}
+
 /// A fragmented client message being collected.
 struct Fragmented {
     text: bool,
@@ -317,8 +332,7 @@ where
     /// Reads the gateway once and passes the bytes to the client.
     fn pump_upstream(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
         SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(scratch);
-            match Pin::new(&mut self.upstream).poll_read(cx, &mut buf) {
+            let n = match poll_read_chunk(&mut self.upstream, scratch, cx) {
                 Poll::Pending => {
                     self.upstream_quiet = true;
                     return Ok(false);
@@ -328,12 +342,9 @@ where
                         .in_scope(|| tracing::debug!(error = %e, "gateway read failed"));
                     return Err(Event::UpstreamGone);
                 }
-                Poll::Ready(Ok(())) => {}
-            }
-            let data = buf.filled();
-            if data.is_empty() {
-                return Err(Event::UpstreamGone);
-            }
+                Poll::Ready(Ok(n)) => n,
+            };
+            let data = &scratch[..n];
             let passed = self.upstream_cursor.follow(data);
             self.to_client
                 .send(&mut self.client, cx, data)
@@ -365,8 +376,7 @@ where
     /// Reads the client once and forwards what the inspector allows.
     fn pump_client(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
         SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(scratch);
-            match Pin::new(&mut self.client).poll_read(cx, &mut buf) {
+            let n = match poll_read_chunk(&mut self.client, scratch, cx) {
                 Poll::Pending => {
                     self.client_quiet = true;
                     return Ok(false);
@@ -376,12 +386,8 @@ where
                         .in_scope(|| tracing::debug!(error = %e, "client read failed"));
                     return Err(Event::ClientGone);
                 }
-                Poll::Ready(Ok(())) => {}
-            }
-            let n = buf.filled().len();
-            if n == 0 {
-                return Err(Event::ClientGone);
-            }
+                Poll::Ready(Ok(n)) => n,
+            };
             if self.client_partial.is_empty() {
                 let data = &mut scratch[..n];
                 let used = self.process_client(data, cx)?;
@@ -420,9 +426,10 @@ where
             let Some(h) = Header::parse(&buf[pos..]) else {
                 break Ok(pos);
             };
-            if let Err(e) = self.check_client_header(&h) {
-                break Err(e);
-            }
+            let key = match self.check_client_header(&h) {
+                Ok(key) => key,
+                Err(e) => break Err(e),
+            };
             // Checked against MAX_MESSAGE_BYTES, so it fits.
             let len = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
             if buf.len() - pos < len {
@@ -430,7 +437,7 @@ where
             }
             let frame = pos..pos + len;
             pos += len;
-            match self.client_frame(&h, &mut buf[frame.clone()]) {
+            match self.client_frame(&h, key, &mut buf[frame.clone()]) {
                 Ok(Action::Forward) => {
                     buf.copy_within(frame, out);
                     out += len;
@@ -470,12 +477,13 @@ where
             .map_err(|_| Event::UpstreamGone)
     }
 
-    /// RFC 6455 rules for a client frame, checked on its header (before its payload is read).
-    fn check_client_header(&self, h: &Header) -> Result<(), Event> {
+    /// RFC 6455 rules for a client frame, checked on its header (before its payload is read);
+    /// gives the frame's masking key.
+    fn check_client_header(&self, h: &Header) -> Result<[u8; 4], Event> {
         let broke = |reason| Err(Event::ClientBroke(close_code::PROTOCOL_ERROR, reason));
-        if h.mask.is_none() {
+        let Some(key) = h.mask else {
             return broke("unmasked client frame");
-        }
+        };
         if h.rsv != 0 {
             return broke("reserved bits set");
         }
@@ -498,14 +506,17 @@ where
         if so_far + h.payload_len > MAX_MESSAGE_BYTES as u64 {
             return Err(Event::ClientBroke(close_code::TOO_LARGE, "message too big"));
         }
-        Ok(())
+        Ok(key)
     }
 
-    /// Decides one complete, checked client frame (`frame` is header plus payload).
-    fn client_frame(&mut self, h: &Header, frame: &mut [u8]) -> Result<Action, Event> {
-        let Some(key) = h.mask else {
-            return Err(Event::ClientBroke(close_code::PROTOCOL_ERROR, "unmasked"));
-        };
+    /// Decides one complete client frame that passed [`Self::check_client_header`] (`frame` is
+    /// header plus payload, `key` its masking key).
+    fn client_frame(
+        &mut self,
+        h: &Header,
+        key: [u8; 4],
+        frame: &mut [u8],
+    ) -> Result<Action, Event> {
         let payload = &mut frame[h.len..];
         match h.opcode {
             OP_CLOSE => Ok(Action::ForwardClose),
@@ -532,21 +543,18 @@ where
                 });
                 Ok(Action::Drop)
             }
+            // A continuation: the header check guarantees a message is open.
             _ => {
-                wire::apply_mask(payload, key);
-                let Some(message) = &mut self.client_message else {
-                    return Err(Event::ClientBroke(
-                        close_code::PROTOCOL_ERROR,
-                        "continuation without a message",
-                    ));
+                let Some(mut message) = self.client_message.take() else {
+                    return Ok(Action::Drop);
                 };
+                wire::apply_mask(payload, key);
                 message.payload.extend_from_slice(payload);
                 if !h.fin {
+                    self.client_message = Some(message);
                     return Ok(Action::Drop);
                 }
-                let Some(Fragmented { text, payload }) = self.client_message.take() else {
-                    return Ok(Action::Drop);
-                };
+                let Fragmented { text, payload } = message;
                 if !text {
                     self.shared.metrics.frames_client_invalid.inc();
                     return Ok(Action::Drop);

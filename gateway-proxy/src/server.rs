@@ -373,13 +373,18 @@ impl Proxy {
         };
         // The relay takes the raw sockets: tungstenite's buffers (grown for the handshake's
         // large frames, such as the ~16 KB hello-ok) are freed here.
+        // Within the handshake deadline: the flush waits on the peers.
         let raw = Box::pin(async {
             Ok::<_, WsError>((into_raw(client).await?, into_raw(upstream).await?))
         });
-        match raw.await {
-            Ok((client, upstream)) => Some((client, upstream, session, slot)),
-            Err(e) => {
+        match tokio::time::timeout_at(ctx.deadline, raw).await {
+            Ok(Ok((client, upstream))) => Some((client, upstream, session, slot)),
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "connection lost right after its handshake");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("handshake deadline passed while handing over the sockets");
                 None
             }
         }
@@ -430,7 +435,7 @@ async fn accept_loop(
         };
         let span = tracing::info_span!("conn", conn = id, peer = %peer, tls);
         let p = proxy.clone();
-        let fut = async move {
+        let conn = async move {
             let _permit = permit;
             let accepted = accept_stream(&p, stream, peer, id, tls).instrument(span.clone());
             match Box::pin(accepted).await {
@@ -440,7 +445,7 @@ async fn accept_loop(
                 None => {}
             }
         };
-        conns.spawn_on(fut, workers.next());
+        conns.spawn_on(conn, workers.next());
     }
 }
 
