@@ -36,7 +36,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "gwp_bench-token-0000000000000000000000000000000";
-const LOADS: [usize; 3] = [1, 10, 100];
+/// Connection counts measured, unless `--loads` names others.
+const LOADS: &str = "1,10,100";
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -60,8 +61,8 @@ fn main() {
             arg("--port", "0").parse().unwrap(),
             arg("--hello-bytes", "0").parse().unwrap(),
         )),
-        // As `gateway-proxy serve` runs: a current-thread main runtime, connections on workers.
-        "role-proxy" => tokio::runtime::Builder::new_current_thread()
+        // As `gateway-proxy serve` runs: handshakes on the runtime, relays on relay loops.
+        "role-proxy" => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .unwrap()
@@ -266,23 +267,43 @@ struct Cell {
     p99: u64,
     /// CPU time of the relaying process per request+response (µs), when it has one.
     cpu_us: Option<f64>,
+    /// The userland part of `cpu_us`.
+    user_us: Option<f64>,
+}
+
+/// Voluntary and involuntary context switches of all threads of a process.
+fn context_switches(pid: u32) -> (u64, u64) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (0, 0);
+    };
+    let mut total = (0, 0);
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            let value = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+            if line.starts_with("voluntary_ctxt_switches") {
+                total.0 += value(line).unwrap_or(0);
+            } else if line.starts_with("nonvoluntary_ctxt_switches") {
+                total.1 += value(line).unwrap_or(0);
+            }
+        }
+    }
+    total
 }
 
 /// `USER_HZ` of /proc/<pid>/stat (100 on Linux).
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
+/// User and system CPU time of a process (utime, stime), in clock ticks.
+fn cpu_ticks(pid: u32) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_comm = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     // Fields after the comm: state is #3, utime #14 and stime #15 of the whole line.
-    let f: Vec<u64> = after_comm
+    let mut f = after_comm
         .split_whitespace()
         .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    f.iter().sum()
+        .map(|v| v.parse().unwrap_or(0));
+    (f.next().unwrap_or(0), f.next().unwrap_or(0))
 }
 
 async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
@@ -324,6 +345,7 @@ async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
         p50: all.value_at_quantile(0.5),
         p99: all.value_at_quantile(0.99),
         cpu_us: None,
+        user_us: None,
     }
 }
 
@@ -379,9 +401,14 @@ async fn bench() {
     let idle: usize = arg("--idle", "500").parse().unwrap();
     let hello_bytes = arg("--hello-bytes", "16000");
     let before_exe = arg("--before-exe", "");
+    let loads: Vec<usize> = arg("--loads", LOADS)
+        .split(',')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
     println!("load average at start: {}", load_average());
     let stub = spawn_role(&["role-stub", "--port", "0", "--hello-bytes", &hello_bytes]);
     let stub_url = format!("ws://{}", stub.addr);
+    let stub_pid = stub.child.id();
     let proxy_args = ["role-proxy", "--upstream", &stub_url, "--port", "0"];
     let proxy = spawn_role(&proxy_args);
     let before = (!before_exe.is_empty()).then(|| spawn_role_of(before_exe.into(), &proxy_args));
@@ -403,23 +430,43 @@ async fn bench() {
     // results[target][load] = cells over rounds (interleaved).
     let mut results: Vec<Vec<Vec<Cell>>> = targets
         .iter()
-        .map(|_| LOADS.iter().map(|_| Vec::new()).collect())
+        .map(|_| loads.iter().map(|_| Vec::new()).collect())
         .collect();
     for round in 0..if memory_only { 0 } else { rounds } {
-        for (li, conns) in LOADS.iter().enumerate() {
+        for (li, conns) in loads.iter().enumerate() {
             for (ti, (name, addr, pid)) in targets.iter().enumerate() {
                 let cpu_before = pid.map(cpu_ticks);
+                let switches_before = (pid.map(context_switches), context_switches(stub_pid));
                 let mut c = load(*addr, *conns, secs).await;
+                let requests = c.rps * secs as f64;
                 if let (Some(pid), Some(t0)) = (pid, cpu_before) {
-                    let ticks = cpu_ticks(*pid).saturating_sub(t0) as f64;
-                    c.cpu_us = Some(ticks * 1e6 / CLOCK_TICKS_PER_SEC / (c.rps * secs as f64));
+                    let (user, system) = cpu_ticks(*pid);
+                    let us = |ticks: u64| ticks as f64 * 1e6 / CLOCK_TICKS_PER_SEC / requests;
+                    let user = user.saturating_sub(t0.0);
+                    c.cpu_us = Some(us(user + system.saturating_sub(t0.1)));
+                    c.user_us = Some(us(user));
                 }
+                // Context switches per request (voluntary/involuntary): how the relay and the
+                // stand-in share CPU 1 (see docs/performance.md, round 3).
+                let per_request = |before: (u64, u64), after: (u64, u64)| {
+                    format!(
+                        "{:.2}/{:.2}",
+                        after.0.saturating_sub(before.0) as f64 / requests,
+                        after.1.saturating_sub(before.1) as f64 / requests
+                    )
+                };
+                let relay_switches = match (pid, switches_before.0) {
+                    (Some(pid), Some(b)) => per_request(b, context_switches(*pid)),
+                    _ => "-".to_string(),
+                };
+                let stub_switches = per_request(switches_before.1, context_switches(stub_pid));
                 eprintln!(
-                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs cpu/req {:>5.1} µs",
+                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs cpu/req {:>5.1} µs (user {:.2}) switches/req relay {relay_switches} stub {stub_switches}",
                     c.rps,
                     c.p50,
                     c.p99,
-                    c.cpu_us.unwrap_or(0.0)
+                    c.cpu_us.unwrap_or(0.0),
+                    c.user_us.unwrap_or(0.0)
                 );
                 results[ti][li].push(c);
             }
@@ -428,7 +475,7 @@ async fn bench() {
     if memory_only {
         println!("(throughput skipped: --memory-only)");
     } else {
-        print_table(&targets, &results, rounds);
+        print_table(&targets, &loads, &results, rounds);
     }
     println!("load average after the throughput runs: {}", load_average());
     let proxy_mem = idle_memory(proxy.addr, proxy.child.id(), idle).await;
@@ -464,6 +511,7 @@ async fn bench() {
 
 fn print_table(
     targets: &[(&str, SocketAddr, Option<u32>)],
+    loads: &[usize],
     results: &[Vec<Vec<Cell>>],
     rounds: usize,
 ) {
@@ -475,7 +523,7 @@ fn print_table(
         "\n| target | load | req/s (median of {rounds}) | % of direct | p50 µs | p99 µs | added p50/p99 µs | CPU µs per req+res |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (li, conns) in LOADS.iter().enumerate() {
+    for (li, conns) in loads.iter().enumerate() {
         let stat = |ti: usize| {
             let cells = &results[ti][li];
             let mut r: Vec<f64> = cells.iter().map(|c| c.rps).collect();

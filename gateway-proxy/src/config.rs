@@ -65,7 +65,7 @@ pub struct ListenConfig {
     /// On SIGTERM, how long open connections may continue before they are closed 1012, in ms.
     #[serde(default = "default_drain_grace_ms")]
     pub drain_grace_ms: u64,
-    /// Connection worker threads, each a single-threaded runtime (0: one per core).
+    /// Relay loop threads, which move the frames of admitted connections (0: one per core).
     #[serde(default)]
     pub workers: usize,
 }

@@ -9,13 +9,13 @@
 //! - [`credential`], [`policy`]: who may connect and what they may call.
 //! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
 //! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure on the
-//!   raw sockets, with [`wire`] (framing), [`frame_cursor`] (following the gateway's frames) and
-//!   `outbox` (a socket's bounded write queue);
+//!   raw sockets, with [`wire`] (framing), [`frame_cursor`] (following the gateway's frames),
+//!   `outbox` (a socket's bounded write queue) and `socket` (a relayed socket, plain or TLS);
+//!   [`relay_loop`]: the event-loop threads that drive the relays;
 //!   [`frame_gate`], [`ws`]: the handshake's WebSocket settings and the hand-over to the relay.
 //! - [`rate_limit`], [`audit`], [`metrics`], [`admin`]: limits and observability.
 //! - [`tls`], [`pin`]: certificates, reload, upstream pinning.
-//! - [`server`]: listeners, admission, shutdown; [`workers`]: the connection threads;
-//!   [`cli`]: the commands.
+//! - [`server`]: listeners, admission, handshake tasks, shutdown; [`cli`]: the commands.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -35,11 +35,12 @@ mod outbox;
 pub mod policy;
 pub mod rate_limit;
 pub mod relay;
+pub mod relay_loop;
 pub mod server;
+mod socket;
 pub mod tls;
 pub mod upstream;
 pub mod wire;
-pub mod workers;
 pub mod ws;
 
 /// Certificate pins and the pinned-certificate verifier (the workspace's one implementation, in

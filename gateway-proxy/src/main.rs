@@ -19,9 +19,10 @@ fn init_tracing(format: &str) {
     }
 }
 
-// Current-thread: accepting, the admin endpoint, signals and probes are light; connections run
-// on their own worker threads (`listen.workers`, see `gateway_proxy::workers`).
-#[tokio::main(flavor = "current_thread")]
+// The runtime runs accepting, the handshakes (TLS, upgrade, authentication), the admin endpoint,
+// signals and probes; admitted connections are relayed on the relay loops (`listen.workers`, see
+// `gateway_proxy::relay_loop`).
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let out = match &cli.command {

@@ -1,17 +1,16 @@
 //! A socket's outgoing queue in the relay: bytes the socket has not taken yet, written as soon as
 //! it takes them, with the deadline that turns a peer that stopped reading into a slow consumer.
 //!
-//! The common case costs nothing: a write the socket takes at once is never copied and arms no
-//! timer. The queue is freed, not kept, once empty, so an idle connection holds no buffer.
+//! The common case costs nothing: a write the socket takes at once is never copied, reads no
+//! clock and arms no deadline. The queue is freed, not kept, once empty, so an idle connection
+//! holds no buffer.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::io::AsyncWrite;
-use tokio::time::Sleep;
+use crate::clock::LoopInstant as Instant;
+
+use crate::socket::Socket;
 
 /// How a queue's drain went.
 pub(crate) enum Drain {
@@ -30,42 +29,30 @@ pub(crate) enum Drain {
 pub(crate) struct Outbox {
     buf: Vec<u8>,
     sent: usize,
-    /// Bytes were written that the socket may still hold (TLS records): a flush is owed.
-    unflushed: bool,
     /// Armed while bytes wait: the peer's time to take them.
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
 }
 
 impl Outbox {
-    /// Nothing waits (flushes included).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.sent == self.buf.len() && !self.unflushed
+    /// Nothing waits, in this queue or in the socket's TLS session.
+    pub(crate) fn is_idle(&self, socket: &Socket) -> bool {
+        self.sent == self.buf.len() && !socket.has_pending()
+    }
+
+    /// When the bytes waiting must have been taken.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Writes `data` at once if nothing is queued, queueing whatever the socket does not take.
-    pub(crate) fn send<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-        mut data: &[u8],
-    ) -> io::Result<()> {
+    pub(crate) fn send(&mut self, socket: &mut Socket, mut data: &[u8]) -> io::Result<()> {
         if self.sent == self.buf.len() {
             while !data.is_empty() {
-                match Pin::new(&mut *io).poll_write(cx, data) {
-                    Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                    Poll::Ready(Ok(n)) => {
-                        data = &data[n..];
-                        self.unflushed = true;
-                    }
-                    Poll::Ready(Err(e)) => return Err(e),
-                    Poll::Pending => break,
-                }
-            }
-            if self.unflushed && data.is_empty() {
-                match Pin::new(&mut *io).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => self.unflushed = false,
-                    Poll::Ready(Err(e)) => return Err(e),
-                    Poll::Pending => {}
+                match socket.write(data) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => data = &data[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -79,44 +66,32 @@ impl Outbox {
     }
 
     /// Writes queued bytes; arms the deadline while some wait, and reports it once passed.
-    pub(crate) fn poll_drain<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-        limit: Duration,
-    ) -> Drain {
-        match self.poll_write_all(io, cx) {
-            Poll::Ready(Ok(())) => {
+    pub(crate) fn drain(&mut self, socket: &mut Socket, limit: Duration) -> Drain {
+        match self.write_all(socket) {
+            Ok(()) => {
                 self.deadline = None;
                 Drain::Done
             }
-            Poll::Ready(Err(e)) => Drain::Failed(e),
-            Poll::Pending => {
-                let deadline = self
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if deadline.as_mut().poll(cx).is_ready() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = Instant::now();
+                let deadline = *self.deadline.get_or_insert(now + limit);
+                if now >= deadline {
                     Drain::TooSlow
                 } else {
                     Drain::Waiting
                 }
             }
+            Err(e) => Drain::Failed(e),
         }
     }
 
-    fn poll_write_all<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
+    /// Writes everything queued; `WouldBlock` while the socket takes no more.
+    fn write_all(&mut self, socket: &mut Socket) -> io::Result<()> {
+        socket.flush()?;
         while self.sent < self.buf.len() {
-            match ready!(Pin::new(&mut *io).poll_write(cx, &self.buf[self.sent..])) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    self.sent += n;
-                    self.unflushed = true;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            match socket.write(&self.buf[self.sent..])? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => self.sent += n,
             }
         }
         if !self.buf.is_empty() {
@@ -124,20 +99,13 @@ impl Outbox {
             self.buf = Vec::new();
             self.sent = 0;
         }
-        if self.unflushed {
-            ready!(Pin::new(&mut *io).poll_flush(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
+        socket.flush()
     }
 
-    /// Writes what is queued, then shuts the socket down (TLS close_notify, TCP FIN).
-    pub(crate) fn poll_close<W: AsyncWrite + Unpin>(
-        &mut self,
-        io: &mut W,
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        ready!(self.poll_write_all(io, cx))?;
-        Pin::new(io).poll_shutdown(cx)
+    /// Writes what is queued, then ends the socket's sending direction (TLS close_notify, TCP
+    /// FIN); `WouldBlock` until done.
+    pub(crate) fn close(&mut self, socket: &mut Socket) -> io::Result<()> {
+        self.write_all(socket)?;
+        socket.shutdown()
     }
 }

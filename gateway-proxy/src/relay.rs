@@ -1,6 +1,7 @@
-//! The relay: one task per proxied connection moving frames both ways, in order, with bounded
-//! buffers, on the raw sockets (the handshake ran on tokio-tungstenite; see
-//! [`frame_gate`](crate::frame_gate)).
+//! The relay: one proxied connection's state machine, moving frames both ways, in order, with
+//! bounded buffers, on the raw sockets (the handshake ran on tokio-tungstenite; see
+//! [`frame_gate`](crate::frame_gate)). A [relay loop](crate::relay_loop) drives it on socket
+//! events and deadlines; nothing here blocks or waits.
 //!
 //! - **Client → gateway.** Each frame is unmasked in place, checked by the
 //!   [inspector](crate::inspector), masked back with the client's own key and forwarded as the
@@ -11,7 +12,7 @@
 //!   messages.
 //! - **Control frames** pass through both ways: pings reach the gateway, which answers them, so
 //!   a client's liveness check covers the whole path, not just the proxy.
-//! - **Memory.** Reads land in one scratch buffer per worker thread; a connection holds a buffer
+//! - **Memory.** Reads land in one scratch buffer per relay loop; a connection holds a buffer
 //!   only for bytes in flight (a frame cut by a read, bytes its peer has not taken yet), so an
 //!   idle connection holds none. While bytes wait for a socket, nothing more is read from the
 //!   other one: a client that stops reading stalls the gateway → client direction, and after the
@@ -20,28 +21,22 @@
 //!   between two messages: if the cut falls inside one of the gateway's frames, the socket is
 //!   just shut down.
 
-use std::cell::RefCell;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use crate::clock::LoopInstant as Instant;
+
 use shared_protocol::close_code;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::frame_cursor::FrameCursor;
-use crate::handshake::ConnCtx;
 use crate::inspector::{Session, Verdict, error_response, inspect, rate_limited_error};
 use crate::metrics::UpstreamError;
 use crate::outbox::{Drain, Outbox};
 use crate::server::Shared;
+use crate::socket::Socket;
 use crate::wire::{self, Header, MAX_CONTROL_PAYLOAD};
 use crate::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
 use crate::ws::MAX_MESSAGE_BYTES;
@@ -51,16 +46,12 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// At most one rate-limit audit record per connection per this interval (a client hammering a
 /// limit must not turn into disk writes per request).
 pub const RATE_LIMIT_AUDIT_INTERVAL: Duration = Duration::from_secs(1);
-/// Bytes read per socket read (shared per worker thread, never per connection).
+/// Bytes read per socket read (one buffer per relay loop, never per connection).
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Most a cut client frame's header makes the proxy reserve ahead.
 const PARTIAL_RESERVE_BYTES: usize = 1024 * 1024;
-/// Reads per poll before the task yields to others on its worker.
-const READS_PER_POLL: usize = 32;
-
-thread_local! {
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK_BYTES].into_boxed_slice());
-}
+/// Rounds per drive before the connection lets the loop's other connections go first.
+const ROUNDS_PER_DRIVE: usize = 32;
 
 /// Why a relay ended (closed set, for logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,14 +78,15 @@ impl End {
     }
 }
 
-/// The shutdown signal as a relay sees it: the token wakes the task once, the flag is what each
-/// poll checks (polling the token's future would take its lock on every frame).
-#[derive(Debug, Clone)]
-pub struct StopSignal {
-    /// Cancelled after `fired` is set.
-    pub token: CancellationToken,
-    /// Set first.
-    pub fired: Arc<AtomicBool>,
+/// What a drive of the relay came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Drive {
+    /// Nothing more can move until a socket event or the [deadline](Relay::deadline).
+    Idle,
+    /// Still busy: drive again after the loop's other connections.
+    Busy,
+    /// Over: both sockets are done with.
+    Done(End),
 }
 
 /// What ended the open phase.
@@ -125,88 +117,32 @@ enum Phase {
         end: End,
         /// The client sent the first close (else the gateway did).
         by_client: bool,
-        deadline: Pin<Box<Sleep>>,
+        deadline: Instant,
     },
     /// Writing what is queued, then shutting both sockets down.
     Finishing {
         end: End,
-        deadline: Pin<Box<Sleep>>,
+        deadline: Instant,
         client_done: bool,
         upstream_done: bool,
     },
 }
 
-/// Moves frames until either side ends or `stop` fires (then both sides get 1012).
-pub(crate) async fn relay<C, U>(
-    shared: &Shared,
-    ctx: &ConnCtx,
-    client: C,
-    upstream: U,
-    session: &Session,
-    stop: StopSignal,
-    span: &Span,
-) -> End
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut relay = Relay {
-        shared,
-        ctx,
-        span,
-        session,
-        slow: Duration::from_millis(shared.config.limits.slow_consumer_timeout_ms),
-        client,
-        upstream,
-        to_client: Outbox::default(),
-        to_upstream: Outbox::default(),
-        client_partial: Vec::new(),
-        client_message: None,
-        upstream_cursor: FrameCursor::new(),
-        held: Vec::new(),
-        phase: Phase::Open,
-        last_limit_audit: None,
-        upstream_quiet: false,
-        client_quiet: false,
-    };
-    let stopped = stop.token.cancelled();
-    tokio::pin!(stopped);
-    // Registers the task with the token once; later polls only read the flag.
-    let mut registered = false;
-    let mut stopped_already = false;
-    let end = std::future::poll_fn(|cx| {
-        if !registered {
-            registered = true;
-            stopped_already = stopped.as_mut().poll(cx).is_ready();
-        }
-        if matches!(relay.phase, Phase::Open)
-            && (stopped_already || stop.fired.load(Ordering::Acquire))
-        {
-            relay.transition(Event::Shutdown, cx);
-        }
-        relay.poll(cx)
-    })
-    .await;
-    shared.audit.record(AuditEvent {
-        credential: Some(&session.credential.id),
-        reason: Some(end.as_str()),
-        ..AuditEvent::new(AuditKind::Disconnect, ctx.peer, ctx.id)
-    });
-    end
+/// Which of a relay's two sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The proxy's client.
+    Client,
+    /// The gateway.
+    Upstream,
 }
 
-/// One read into `buf`; the end of the stream is an error (`UnexpectedEof`) like any other way
-/// for the peer to go.
-fn poll_read_chunk<R: AsyncRead + Unpin>(
-    io: &mut R,
-    buf: &mut [u8],
-    cx: &mut Context<'_>,
-) -> Poll<io::Result<usize>> {
-    let mut buf = ReadBuf::new(buf);
-    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
-    match buf.filled().len() {
-        0 => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
-        n => Poll::Ready(Ok(n)),
+/// Reads once; the end of the stream is an error (`UnexpectedEof`) like any other way for the
+/// peer to go.
+fn read_chunk(socket: &mut Socket, buf: &mut [u8]) -> std::io::Result<usize> {
+    match socket.read(buf)? {
+        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        n => Ok(n),
     }
 }
 
@@ -229,15 +165,18 @@ enum Action {
     Drop,
 }
 
-struct Relay<'a, C, U> {
-    shared: &'a Shared,
-    ctx: &'a ConnCtx,
-    /// The connection's span, entered only to log (not on every poll).
-    span: &'a Span,
-    session: &'a Session,
+/// One proxied connection in the relay phase: both sockets and everything in flight between
+/// them. Driven by a [relay loop](crate::relay_loop).
+pub(crate) struct Relay {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    conn_id: u64,
+    /// The connection's span, entered only to log (not on every drive).
+    span: Span,
+    session: Session,
     slow: Duration,
-    client: C,
-    upstream: U,
+    client: Socket,
+    upstream: Socket,
     to_client: Outbox,
     to_upstream: Outbox,
     /// Client bytes read but not yet a whole frame.
@@ -250,46 +189,95 @@ struct Relay<'a, C, U> {
     held: Vec<u8>,
     phase: Phase,
     last_limit_audit: Option<Instant>,
-    /// This poll already saw the socket not ready (its waker is registered): reading it again
-    /// before the next wakeup would only cost another readiness check.
-    upstream_quiet: bool,
-    client_quiet: bool,
 }
 
-impl<C, U> Relay<'_, C, U>
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
-        self.upstream_quiet = false;
-        self.client_quiet = false;
-        for _ in 0..READS_PER_POLL {
-            if let Phase::Finishing { .. } = self.phase {
-                return self.poll_finish(cx);
+impl Relay {
+    /// A relay for an admitted connection (`peer`, `conn_id` and `span` identify it in logs and
+    /// the audit log).
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        (peer, conn_id, span): (SocketAddr, u64, Span),
+        session: Session,
+        client: Socket,
+        upstream: Socket,
+    ) -> Self {
+        Self {
+            slow: Duration::from_millis(shared.config.limits.slow_consumer_timeout_ms),
+            shared,
+            peer,
+            conn_id,
+            span,
+            session,
+            client,
+            upstream,
+            to_client: Outbox::default(),
+            to_upstream: Outbox::default(),
+            client_partial: Vec::new(),
+            client_message: None,
+            upstream_cursor: FrameCursor::new(),
+            held: Vec::new(),
+            phase: Phase::Open,
+            last_limit_audit: None,
+        }
+    }
+
+    /// One of the two sockets (for the loop's registrations and events).
+    pub(crate) fn socket(&mut self, side: Side) -> &mut Socket {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Upstream => &mut self.upstream,
+        }
+    }
+
+    /// The proxy is shutting down: both sides get 1012 (once; a closing relay just finishes).
+    pub(crate) fn stop(&mut self) {
+        if matches!(self.phase, Phase::Open) {
+            self.transition(Event::Shutdown);
+        }
+    }
+
+    /// When the relay must be driven even without a socket event: a queue's slow-consumer
+    /// deadline, or the end of the close handshake.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let phase = match &self.phase {
+            Phase::Open => None,
+            Phase::Closing { deadline, .. } | Phase::Finishing { deadline, .. } => Some(*deadline),
+        };
+        [
+            phase,
+            self.to_client.deadline(),
+            self.to_upstream.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Moves what can move now. `scratch` is the loop's read buffer.
+    pub(crate) fn drive(&mut self, scratch: &mut [u8]) -> Drive {
+        for _ in 0..ROUNDS_PER_DRIVE {
+            match &self.phase {
+                Phase::Finishing { .. } => return self.drive_finish(),
+                Phase::Closing { end, deadline, .. } if Instant::now() >= *deadline => {
+                    let end = *end;
+                    self.finish(end);
+                    continue;
+                }
+                _ => {}
             }
-            if let Phase::Closing { end, deadline, .. } = &mut self.phase
-                && deadline.as_mut().poll(cx).is_ready()
-            {
-                let end = *end;
-                self.finish(end);
-                continue;
-            }
-            match self.step(cx) {
+            match self.step(scratch) {
                 Ok(true) => {}
-                Ok(false) => return Poll::Pending,
-                Err(event) => self.transition(event, cx),
+                Ok(false) => return Drive::Idle,
+                Err(event) => self.transition(event),
             }
         }
-        // Busy both ways: let the worker's other tasks run, then continue.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        Drive::Busy
     }
 
     /// One round: drain queues, read each side once. True when anything moved.
-    fn step(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
+    fn step(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
         let mut moved = false;
-        match self.to_client.poll_drain(&mut self.client, cx, self.slow) {
+        match self.to_client.drain(&mut self.client, self.slow) {
             Drain::Done | Drain::Waiting => {}
             Drain::Failed(e) => {
                 self.span
@@ -298,10 +286,7 @@ where
             }
             Drain::TooSlow => return Err(Event::SlowConsumer),
         }
-        match self
-            .to_upstream
-            .poll_drain(&mut self.upstream, cx, self.slow)
-        {
+        match self.to_upstream.drain(&mut self.upstream, self.slow) {
             Drain::Done | Drain::Waiting => {}
             Drain::Failed(e) => {
                 self.span
@@ -319,106 +304,95 @@ where
             Phase::Closing { by_client, .. } => (by_client, !by_client),
             _ => (true, true),
         };
-        if read_upstream && !self.upstream_quiet && self.to_client.is_empty() {
-            moved |= self.pump_upstream(cx)?;
+        if read_upstream && self.to_client.is_idle(&self.client) {
+            moved |= self.pump_upstream(scratch)?;
         }
-        if read_client && !self.client_quiet && self.to_upstream.is_empty() && self.held.is_empty()
-        {
-            moved |= self.pump_client(cx)?;
+        if read_client && self.to_upstream.is_idle(&self.upstream) && self.held.is_empty() {
+            moved |= self.pump_client(scratch)?;
         }
         Ok(moved)
     }
 
     /// Reads the gateway once and passes the bytes to the client.
-    fn pump_upstream(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let n = match poll_read_chunk(&mut self.upstream, scratch, cx) {
-                Poll::Pending => {
-                    self.upstream_quiet = true;
-                    return Ok(false);
-                }
-                Poll::Ready(Err(e)) => {
-                    self.span
-                        .in_scope(|| tracing::debug!(error = %e, "gateway read failed"));
-                    return Err(Event::UpstreamGone);
-                }
-                Poll::Ready(Ok(n)) => n,
-            };
-            let data = &scratch[..n];
-            let passed = self.upstream_cursor.follow(data);
-            self.to_client
-                .send(&mut self.client, cx, data)
-                .map_err(|_| Event::ClientGone)?;
-            self.shared
-                .metrics
-                .frames_upstream_forwarded
-                .inc_by(passed.messages);
-            self.release_held(cx)?;
-            if passed.close {
-                return Err(Event::UpstreamClosed);
+    fn pump_upstream(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
+        let n = match read_chunk(&mut self.upstream, scratch) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => {
+                self.span
+                    .in_scope(|| tracing::debug!(error = %e, "gateway read failed"));
+                return Err(Event::UpstreamGone);
             }
-            Ok(true)
-        })
+        };
+        let data = &scratch[..n];
+        let passed = self.upstream_cursor.follow(data);
+        self.to_client
+            .send(&mut self.client, data)
+            .map_err(|_| Event::ClientGone)?;
+        self.shared
+            .metrics
+            .frames_upstream_forwarded
+            .inc_by(passed.messages);
+        self.release_held()?;
+        if passed.close {
+            return Err(Event::UpstreamClosed);
+        }
+        Ok(true)
     }
 
     /// Queues the proxy's held frames for the client once the gateway's stream is between
     /// two messages.
-    fn release_held(&mut self, cx: &mut Context<'_>) -> Result<(), Event> {
+    fn release_held(&mut self) -> Result<(), Event> {
         if !self.held.is_empty() && self.upstream_cursor.at_message_boundary() {
             let held = std::mem::take(&mut self.held);
             self.to_client
-                .send(&mut self.client, cx, &held)
+                .send(&mut self.client, &held)
                 .map_err(|_| Event::ClientGone)?;
         }
         Ok(())
     }
 
     /// Reads the client once and forwards what the inspector allows.
-    fn pump_client(&mut self, cx: &mut Context<'_>) -> Result<bool, Event> {
-        SCRATCH.with_borrow_mut(|scratch| {
-            let n = match poll_read_chunk(&mut self.client, scratch, cx) {
-                Poll::Pending => {
-                    self.client_quiet = true;
-                    return Ok(false);
-                }
-                Poll::Ready(Err(e)) => {
-                    self.span
-                        .in_scope(|| tracing::debug!(error = %e, "client read failed"));
-                    return Err(Event::ClientGone);
-                }
-                Poll::Ready(Ok(n)) => n,
-            };
-            if self.client_partial.is_empty() {
-                let data = &mut scratch[..n];
-                let used = self.process_client(data, cx)?;
-                self.client_partial.extend_from_slice(&data[used..]);
+    fn pump_client(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
+        let n = match read_chunk(&mut self.client, scratch) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => {
+                self.span
+                    .in_scope(|| tracing::debug!(error = %e, "client read failed"));
+                return Err(Event::ClientGone);
+            }
+        };
+        if self.client_partial.is_empty() {
+            let data = &mut scratch[..n];
+            let used = self.process_client(data)?;
+            self.client_partial.extend_from_slice(&data[used..]);
+        } else {
+            let mut partial = std::mem::take(&mut self.client_partial);
+            partial.extend_from_slice(&scratch[..n]);
+            let used = self.process_client(&mut partial)?;
+            if used == partial.len() {
+                // Freed, not kept: an idle connection holds no buffer.
+                partial = Vec::new();
             } else {
-                let mut partial = std::mem::take(&mut self.client_partial);
-                partial.extend_from_slice(&scratch[..n]);
-                let used = self.process_client(&mut partial, cx)?;
-                if used == partial.len() {
-                    // Freed, not kept: an idle connection holds no buffer.
-                    partial = Vec::new();
-                } else {
-                    partial.drain(..used);
-                }
-                self.client_partial = partial;
+                partial.drain(..used);
             }
-            if let Some(h) = Header::parse(&self.client_partial) {
-                // Room for the cut frame at once (up to a bound; past it the buffer grows as
-                // bytes arrive, so a header alone cannot make the proxy allocate much).
-                let want = usize::try_from(h.frame_len())
-                    .map_or(PARTIAL_RESERVE_BYTES, |n| n.min(PARTIAL_RESERVE_BYTES));
-                self.client_partial
-                    .reserve_exact(want.saturating_sub(self.client_partial.len()));
-            }
-            Ok(true)
-        })
+            self.client_partial = partial;
+        }
+        if let Some(h) = Header::parse(&self.client_partial) {
+            // Room for the cut frame at once (up to a bound; past it the buffer grows as
+            // bytes arrive, so a header alone cannot make the proxy allocate much).
+            let want = usize::try_from(h.frame_len())
+                .map_or(PARTIAL_RESERVE_BYTES, |n| n.min(PARTIAL_RESERVE_BYTES));
+            self.client_partial
+                .reserve_exact(want.saturating_sub(self.client_partial.len()));
+        }
+        Ok(true)
     }
 
     /// Handles every complete frame at the start of `buf`; returns the bytes used. Forwarded
     /// frames are compacted to the front of `buf` and written in one go.
-    fn process_client(&mut self, buf: &mut [u8], cx: &mut Context<'_>) -> Result<usize, Event> {
+    fn process_client(&mut self, buf: &mut [u8]) -> Result<usize, Event> {
         let mut pos = 0;
         let mut out = 0;
         let mut forwarded = 0;
@@ -449,8 +423,8 @@ where
                     break Err(Event::ClientClosed);
                 }
                 Ok(Action::ForwardOwned(bytes)) => {
-                    self.forward(&buf[..out], cx)?;
-                    self.forward(&bytes, cx)?;
+                    self.forward(&buf[..out])?;
+                    self.forward(&bytes)?;
                     out = 0;
                     forwarded += 1;
                 }
@@ -459,21 +433,21 @@ where
             }
         };
         // What was decided before an error still goes out, in order.
-        self.forward(&buf[..out], cx)?;
+        self.forward(&buf[..out])?;
         self.shared
             .metrics
             .frames_client_forwarded
             .inc_by(forwarded);
-        self.release_held(cx)?;
+        self.release_held()?;
         verdict
     }
 
-    fn forward(&mut self, bytes: &[u8], cx: &mut Context<'_>) -> Result<(), Event> {
+    fn forward(&mut self, bytes: &[u8]) -> Result<(), Event> {
         if bytes.is_empty() {
             return Ok(());
         }
         self.to_upstream
-            .send(&mut self.upstream, cx, bytes)
+            .send(&mut self.upstream, bytes)
             .map_err(|_| Event::UpstreamGone)
     }
 
@@ -578,9 +552,9 @@ where
                 "invalid UTF-8",
             ));
         };
-        let shared = self.shared;
+        let shared = &*self.shared;
         let m = &shared.metrics;
-        let session = self.session;
+        let session = &self.session;
         let reply = match inspect(text, session, &shared.limits) {
             Verdict::Forward => return Ok(true),
             Verdict::Deny { id, method, denial } => {
@@ -590,7 +564,7 @@ where
                     credential: Some(&session.credential.id),
                     method: Some(&method),
                     reason: Some(denial.as_str()),
-                    ..AuditEvent::new(AuditKind::Denied, self.ctx.peer, self.ctx.id)
+                    ..AuditEvent::new(AuditKind::Denied, self.peer, self.conn_id)
                 });
                 error_response(&id, &denial.to_error(&method))
             }
@@ -611,7 +585,7 @@ where
                         credential: Some(&session.credential.id),
                         method: Some(&method),
                         reason: Some(limited.kind.as_str()),
-                        ..AuditEvent::new(AuditKind::RateLimited, self.ctx.peer, self.ctx.id)
+                        ..AuditEvent::new(AuditKind::RateLimited, self.peer, self.conn_id)
                     });
                 }
                 error_response(&id, &rate_limited_error(limited))
@@ -632,7 +606,7 @@ where
     }
 
     /// Leaves the open phase (or, from closing, finishes).
-    fn transition(&mut self, event: Event, cx: &mut Context<'_>) {
+    fn transition(&mut self, event: Event) {
         if let Phase::Closing { end, .. } = self.phase
             && !matches!(event, Event::ClientClosed | Event::UpstreamClosed)
         {
@@ -655,13 +629,9 @@ where
                                 End::Upstream
                             },
                             by_client,
-                            deadline: Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)),
+                            deadline: Instant::now() + CLOSE_TIMEOUT,
                         };
                     }
-                }
-                // Register the deadline's timer.
-                if let Phase::Closing { deadline, .. } = &mut self.phase {
-                    let _ = deadline.as_mut().poll(cx);
                 }
                 return;
             }
@@ -726,7 +696,7 @@ where
     fn finish(&mut self, end: End) {
         let deadline = match std::mem::replace(&mut self.phase, Phase::Open) {
             Phase::Closing { deadline, .. } | Phase::Finishing { deadline, .. } => deadline,
-            Phase::Open => Box::pin(tokio::time::sleep(CLOSE_TIMEOUT)),
+            Phase::Open => Instant::now() + CLOSE_TIMEOUT,
         };
         self.phase = Phase::Finishing {
             end,
@@ -738,7 +708,7 @@ where
 
     /// Flushes both queues and shuts both sockets down, each side on its own, within the
     /// close deadline.
-    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+    fn drive_finish(&mut self) -> Drive {
         let Phase::Finishing {
             end,
             deadline,
@@ -746,26 +716,34 @@ where
             upstream_done,
         } = &mut self.phase
         else {
-            return Poll::Pending;
+            return Drive::Idle;
         };
-        let span = self.span;
-        let closed = |side: &str, result: io::Result<()>| {
-            if let Err(e) = result {
+        let span = &self.span;
+        let closed = |side: &str, done: &mut bool, result: std::io::Result<()>| match result {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
                 span.in_scope(|| tracing::debug!(side, error = %e, "final write failed"));
+                *done = true;
             }
-            true
+            Ok(()) => *done = true,
         };
-        if !*client_done && let Poll::Ready(r) = self.to_client.poll_close(&mut self.client, cx) {
-            *client_done = closed("client", r);
+        if !*client_done {
+            closed(
+                "client",
+                client_done,
+                self.to_client.close(&mut self.client),
+            );
         }
-        if !*upstream_done
-            && let Poll::Ready(r) = self.to_upstream.poll_close(&mut self.upstream, cx)
-        {
-            *upstream_done = closed("gateway", r);
+        if !*upstream_done {
+            closed(
+                "gateway",
+                upstream_done,
+                self.to_upstream.close(&mut self.upstream),
+            );
         }
-        if (*client_done && *upstream_done) || deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(*end);
+        if (*client_done && *upstream_done) || Instant::now() >= *deadline {
+            return Drive::Done(*end);
         }
-        Poll::Pending
+        Drive::Idle
     }
 }

@@ -16,13 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
 use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditKind};
 use crate::config::{Config, IdentityMode};
 use crate::credential::{ConnectionSlot, CredentialStore};
 use crate::error::ProxyError;
@@ -31,10 +31,11 @@ use crate::handshake::{Admitted, ConnCtx, exchange, passthrough, refuse};
 use crate::inspector::Session;
 use crate::metrics::{ConnOutcome, Metrics};
 use crate::rate_limit::RateLimits;
-use crate::relay::{StopSignal, relay};
+use crate::relay::{End, Relay};
+use crate::relay_loop::RelayLoops;
+use crate::socket::IntoSocket;
 use crate::tls::{ReloadableCert, load_certified_key, server_config};
 use crate::upstream::{Upstream, UpstreamIo};
-use crate::workers::Workers;
 
 /// After the drain grace period, how long connections get to send their 1012 close.
 pub const FORCED_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,6 +197,12 @@ impl Proxy {
         result
     }
 
+    /// What every connection shares (for the relay loop's tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
     /// The proxy's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
@@ -217,8 +224,22 @@ impl Proxy {
         let background = TaskTracker::new();
         let bg_stop = CancellationToken::new();
         let semaphore = Arc::new(Semaphore::new(self.shared.config.listen.max_connections));
-        let workers = Arc::new(Workers::start(self.shared.config.listen.workers)?);
-        tracing::info!(workers = workers.len(), "connection workers started");
+        let loops = Arc::new(RelayLoops::start(
+            self.shared.config.listen.workers,
+            Arc::clone(&shutdown.fired),
+        )?);
+        tracing::info!(loops = loops.len(), "relay loops started");
+        // The loops check the shutdown flag on every turn; this makes the turn happen.
+        background.spawn({
+            let loops = Arc::clone(&loops);
+            let (now, bg_stop) = (shutdown.now.clone(), bg_stop.clone());
+            async move {
+                tokio::select! {
+                    () = now.cancelled() => loops.wake_all(),
+                    () = bg_stop.cancelled() => {}
+                }
+            }
+        });
 
         if let Some(l) = listeners.admin {
             tracing::info!(addr = ?l.local_addr().ok(), "admin listening");
@@ -239,7 +260,7 @@ impl Proxy {
                 listener,
                 tls,
                 Arc::clone(&semaphore),
-                (conns.clone(), Arc::clone(&workers)),
+                (conns.clone(), Arc::clone(&loops)),
                 shutdown.clone(),
             ));
         }
@@ -265,8 +286,8 @@ impl Proxy {
         bg_stop.cancel();
         background.close();
         background.wait().await;
-        if let Some(workers) = Arc::into_inner(workers) {
-            workers.stop().await;
+        if let Some(loops) = Arc::into_inner(loops) {
+            loops.stop().await;
         }
         tracing::info!("stopped");
         Ok(())
@@ -275,18 +296,33 @@ impl Proxy {
     /// One connection: the WebSocket upgrade and the handshake inside the connection's span,
     /// then the relay. The relay is not instrumented (entering the span on every poll was a
     /// measurable share of its per-frame cost); it enters `span` for the lines it logs.
-    async fn handle<S>(self, stream: S, ctx: ConnCtx, stop: StopSignal, span: Span)
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
+    async fn handle<S>(
+        self,
+        stream: S,
+        ctx: ConnCtx,
+        (stop, loops): (CancellationToken, Arc<RelayLoops>),
+        span: Span,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + IntoSocket,
     {
-        let shared = &*self.shared;
+        let shared = &self.shared;
         let started = Instant::now();
-        // Boxed, like every phase that ends: the task's resident size for the connection's life
-        // is the largest state held inline, so only the relay's own state should be.
         let Some((client, upstream, session, slot)) =
             Box::pin(self.admit(stream, &ctx, &stop).instrument(span.clone())).await
         else {
             return;
+        };
+        let sockets = client
+            .into_socket()
+            .and_then(|c| Ok((c, upstream.into_socket()?)));
+        let (client, upstream) = match sockets {
+            Ok(s) => s,
+            Err(e) => {
+                span.in_scope(
+                    || tracing::warn!(error = %e, "could not hand a connection to a relay loop"),
+                );
+                return;
+            }
         };
         shared
             .metrics
@@ -296,29 +332,33 @@ impl Proxy {
             tracing::info!(credential = %session.credential.id, scopes = ?session.scopes, "connected");
         });
         shared.metrics.connections_open.inc();
-        // A plain upstream socket is 32 bytes, the TLS variant of the enum over 1 KB: keep the
-        // common case (the gateway on loopback) small and the TLS state boxed.
-        let end = match upstream {
-            MaybeTlsStream::Plain(tcp) => {
-                Box::pin(relay(shared, &ctx, client, tcp, &session, stop, &span)).await
-            }
-            tls => {
-                let tls = Box::new(tls);
-                Box::pin(relay(shared, &ctx, client, tls, &session, stop, &span)).await
-            }
-        };
+        let credential = Arc::clone(&session.credential);
+        let relay = Relay::new(
+            Arc::clone(shared),
+            (ctx.peer, ctx.id, span.clone()),
+            session,
+            client,
+            upstream,
+        );
+        let end = loops.submit(relay).await.unwrap_or_else(|_| {
+            span.in_scope(|| tracing::warn!("the relay loop ended before the connection"));
+            End::Shutdown
+        });
+        shared.audit.record(AuditEvent {
+            credential: Some(&credential.id),
+            reason: Some(end.as_str()),
+            ..AuditEvent::new(AuditKind::Disconnect, ctx.peer, ctx.id)
+        });
         drop(slot);
         shared.metrics.connections_open.dec();
         span.in_scope(|| tracing::info!(end = end.as_str(), "disconnected"));
     }
 
-    /// Upgrade, handshake, and hand-over of the raw sockets; `None` when the client was
-    /// refused or went away (counted and logged here).
     async fn admit<S>(
         &self,
         stream: S,
         ctx: &ConnCtx,
-        stop: &StopSignal,
+        stop: &CancellationToken,
     ) -> Option<(S, UpstreamIo, Session, ConnectionSlot)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -357,7 +397,7 @@ impl Proxy {
             }
         });
         let admitted = tokio::select! {
-            () = stop.token.cancelled() => return None,
+            () = stop.cancelled() => return None,
             a = handshake => a,
         };
         let Admitted {
@@ -396,7 +436,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     semaphore: Arc<Semaphore>,
-    (conns, workers): (TaskTracker, Arc<Workers>),
+    (conns, loops): (TaskTracker, Arc<RelayLoops>),
     shutdown: Shutdown,
 ) {
     loop {
@@ -420,19 +460,8 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        // Re-registered on the worker's own reactor there (see `workers`).
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not hand a connection to a worker");
-                continue;
-            }
-        };
         let id = proxy.shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let stop = StopSignal {
-            token: shutdown.now.child_token(),
-            fired: Arc::clone(&shutdown.fired),
-        };
+        let stop = (shutdown.now.clone(), Arc::clone(&loops));
         let span = tracing::info_span!("conn", conn = id, peer = %peer, tls);
         let p = proxy.clone();
         let conn = async move {
@@ -445,32 +474,24 @@ async fn accept_loop(
                 None => {}
             }
         };
-        conns.spawn_on(conn, workers.next());
+        conns.spawn(conn);
     }
 }
 
-/// A connection's socket once accepted on its worker.
+/// A connection's socket once accepted (and, on the TLS listener, through the TLS handshake).
 enum Accepted {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-/// Registers the socket on the worker's reactor and, on the TLS listener, runs the TLS
-/// handshake (within the handshake deadline).
+/// On the TLS listener, runs the TLS handshake (within the handshake deadline).
 async fn accept_stream(
     p: &Proxy,
-    stream: std::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     id: u64,
     tls: bool,
 ) -> Option<(Accepted, ConnCtx)> {
-    let stream = match TcpStream::from_std(stream) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not register a connection");
-            return None;
-        }
-    };
     let deadline = Instant::now() + p.shared.config.handshake_timeout();
     let mut ctx = ConnCtx {
         peer,
