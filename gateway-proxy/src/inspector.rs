@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use shared_protocol::frame::{Frame, encode_response_err};
 use shared_protocol::session_key::{AgentId, DEFAULT_AGENT_ID, SessionKey};
 use shared_protocol::{DetailCode, ErrorCode, ErrorShape, ScopeSet};
@@ -16,6 +17,7 @@ use shared_protocol::{DetailCode, ErrorCode, ErrorShape, ScopeSet};
 use crate::credential::Credential;
 use crate::policy::Denial;
 use crate::rate_limit::{Limited, RateLimits};
+use crate::request_scan::scan_request;
 
 /// What an authenticated connection may do.
 #[derive(Debug, Clone)]
@@ -59,9 +61,36 @@ struct ChatSendKey<'a> {
     session_key: Option<Cow<'a, str>>,
 }
 
+/// The request fields decided on: from the [fast scan](crate::request_scan) when it answers,
+/// else from serde.
+struct Request<'a> {
+    id: Cow<'a, str>,
+    method: Cow<'a, str>,
+    /// Raw JSON text.
+    params: Option<&'a str>,
+}
+
+fn read_request(text: &str) -> Option<Request<'_>> {
+    if let Some(r) = scan_request(text) {
+        return Some(Request {
+            id: Cow::Borrowed(r.id),
+            method: Cow::Borrowed(r.method),
+            params: r.params,
+        });
+    }
+    match Frame::parse(text) {
+        Ok(Frame::Request(r)) => Some(Request {
+            id: r.id,
+            method: r.method,
+            params: r.params.map(RawValue::get),
+        }),
+        _ => None,
+    }
+}
+
 /// Decides one client text frame.
 pub fn inspect<'a>(text: &'a str, session: &Session, limits: &RateLimits) -> Verdict<'a> {
-    let Ok(Frame::Request(req)) = Frame::parse(text) else {
+    let Some(req) = read_request(text) else {
         return Verdict::Invalid;
     };
     let cred = &session.credential;
@@ -74,8 +103,8 @@ pub fn inspect<'a>(text: &'a str, session: &Session, limits: &RateLimits) -> Ver
     }
     let mut limit = limits.check_request(cred.index);
     if limit.is_ok() && req.method == "chat.send" {
-        let key = req
-            .params_as::<ChatSendKey<'_>>()
+        // Absent params decode from `null` (and give no key), as serde's `params_as` does.
+        let key = serde_json::from_str::<ChatSendKey<'_>>(req.params.unwrap_or("null"))
             .ok()
             .and_then(|p| p.session_key)
             .unwrap_or_default();

@@ -8,7 +8,7 @@
 //! - [`config`]: the TOML file, defaults, validation.
 //! - [`credential`], [`policy`]: who may connect and what they may call.
 //! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
-//! - [`inspector`]: the per-frame decision; [`relay`]: moving frames with backpressure on the
+//! - [`inspector`]: the per-frame decision, with [`request_scan`] (its fast path); [`relay`]: moving frames with backpressure on the
 //!   raw sockets, with [`wire`] (framing), [`frame_cursor`] (following the gateway's frames),
 //!   `outbox` (a socket's bounded write queue) and `socket` (a relayed socket, plain or TLS);
 //!   [`relay_loop`]: the event-loop threads that drive the relays;
@@ -36,6 +36,7 @@ pub mod policy;
 pub mod rate_limit;
 pub mod relay;
 pub mod relay_loop;
+pub mod request_scan;
 pub mod server;
 mod socket;
 pub mod tls;

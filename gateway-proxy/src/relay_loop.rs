@@ -113,6 +113,7 @@ impl RelayLoops {
                 conns: Slab::new(),
                 timers: BinaryHeap::new(),
                 ready: Vec::new(),
+                driving: Vec::new(),
                 next_generation: 0,
                 scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             };
@@ -219,6 +220,8 @@ struct EventLoop {
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// Connections to drive this turn.
     ready: Vec<usize>,
+    /// The list being driven (kept to reuse its memory: no allocation per turn).
+    driving: Vec<usize>,
     next_generation: u64,
     /// Every read lands here first: no connection holds a read buffer.
     scratch: Box<[u8]>,
@@ -275,9 +278,12 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
-            for slot in std::mem::take(&mut self.ready) {
+            std::mem::swap(&mut self.ready, &mut self.driving);
+            let mut driving = std::mem::take(&mut self.driving);
+            for slot in driving.drain(..) {
                 self.drive(slot);
             }
+            self.driving = driving;
         }
     }
 

@@ -68,7 +68,8 @@ pub(crate) fn record_request(gw: &Gateway, conn: u64, req: &RequestFrame<'_>) ->
 /// Records and answers one request.
 pub(crate) fn handle_request(gw: &Arc<Gateway>, ctx: &ConnCtx, req: &RequestFrame<'_>) {
     let params = record_request(gw, ctx.conn, req);
-    if let Err(missing) = requirement(&req.method, req.params).check(ctx.scopes) {
+    let raw_params = req.params.map(serde_json::value::RawValue::get);
+    if let Err(missing) = requirement(&req.method, raw_params).check(ctx.scopes) {
         let error = match missing {
             Some(scope) => ErrorShape::missing_scope(scope.as_str()),
             None => ErrorShape::new(ErrorCode::Forbidden, "unauthorized role: operator"),

@@ -6,7 +6,6 @@
 
 use std::fmt;
 
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// An operator scope.
@@ -210,9 +209,9 @@ const APPROVALS: &[Scope] = &[Scope::Approvals];
 const READ_TALK_SECRETS: &[Scope] = &[Scope::Read, Scope::TalkSecrets];
 const PAIRING_ADMIN: &[Scope] = &[Scope::Pairing, Scope::Admin];
 
-/// What calling `method` with `params` requires. Params are parsed only for the few methods
-/// whose requirement depends on them.
-pub fn requirement(method: &str, params: Option<&RawValue>) -> Requirement {
+/// What calling `method` with `params` (the raw JSON text of the request's params) requires.
+/// Params are parsed only for the few methods whose requirement depends on them.
+pub fn requirement(method: &str, params: Option<&str>) -> Requirement {
     let scopes = match crate::method_table::core_method_policy(method) {
         None => ADMIN,
         Some(MethodPolicy::Read) => READ,
@@ -224,7 +223,7 @@ pub fn requirement(method: &str, params: Option<&RawValue>) -> Requirement {
         Some(MethodPolicy::NodeRole) => return Requirement::NodeRole,
         Some(MethodPolicy::Dynamic) => {
             let params: Option<Map<String, Value>> = params
-                .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                .and_then(|p| serde_json::from_str::<Value>(p).ok())
                 .and_then(|v| match v {
                     Value::Object(m) => Some(m),
                     _ => None,
@@ -393,8 +392,7 @@ mod tests {
     use super::*;
 
     fn req(method: &str, params: &str) -> Requirement {
-        let raw = RawValue::from_string(params.to_string()).unwrap();
-        requirement(method, Some(&raw))
+        requirement(method, Some(params))
     }
 
     const RW: ScopeSet = ScopeSet(0b11);
