@@ -67,6 +67,11 @@ impl Outbox {
 
     /// Writes queued bytes; arms the deadline while some wait, and reports it once passed.
     pub(crate) fn drain(&mut self, socket: &mut Socket, limit: Duration) -> Drain {
+        if self.is_idle(socket) {
+            // The common case, checked before any call into the socket.
+            self.deadline = None;
+            return Drain::Done;
+        }
         match self.write_all(socket) {
             Ok(()) => {
                 self.deadline = None;

@@ -146,6 +146,17 @@ fn read_chunk(socket: &mut Socket, buf: &mut [u8]) -> std::io::Result<usize> {
     }
 }
 
+/// Moves a forwarded frame down to the end of the frames kept so far (`out`), so that all of a
+/// read's forwarded frames go out in one write; in place (the usual case: nothing dropped
+/// before it) nothing moves.
+fn compact(buf: &mut [u8], frame: std::ops::Range<usize>, out: &mut usize) {
+    let len = frame.len();
+    if frame.start != *out {
+        buf.copy_within(frame, *out);
+    }
+    *out += len;
+}
+
 /// A fragmented client message being collected.
 struct Fragmented {
     text: bool,
@@ -413,13 +424,11 @@ impl Relay {
             pos += len;
             match self.client_frame(&h, key, &mut buf[frame.clone()]) {
                 Ok(Action::Forward) => {
-                    buf.copy_within(frame, out);
-                    out += len;
+                    compact(buf, frame, &mut out);
                     forwarded += 1;
                 }
                 Ok(Action::ForwardClose) => {
-                    buf.copy_within(frame, out);
-                    out += len;
+                    compact(buf, frame, &mut out);
                     break Err(Event::ClientClosed);
                 }
                 Ok(Action::ForwardOwned(bytes)) => {

@@ -150,26 +150,60 @@ async fn malformed_frames_close_with_the_rfc_codes() {
 }
 
 /// A message far larger than one read arrives whole, and the close handshake runs end to end:
-/// the client's close reaches the gateway, whose answer reaches the client.
+/// the client's close reaches the gateway, whose answer reaches the client. Over plain sockets,
+/// and over TLS on both sides (the relay then drives rustls itself, records cut across reads
+/// and writes).
 #[tokio::test]
 async fn a_large_message_arrives_whole_and_the_close_handshake_completes() {
     tokio::time::timeout(T, async {
-        let gw = stub::start(None).await;
-        let p = start_proxy(&gw.url(), false, "").await;
-        let mut ws = connected(&p.ws_url(), &["operator.read"]).await;
-        let pad = "p".repeat(300_000);
-        let big =
-            serde_json::json!({"type":"req","id":"big","method":"health","params":{"pad":pad}});
-        ws.send(Message::text(big.to_string())).await.unwrap();
-        let r = next_json(&mut ws).await;
-        assert_eq!(
-            (r["id"].as_str(), r["ok"].as_bool()),
-            (Some("big"), Some(true))
-        );
-        ws.close(None).await.unwrap();
-        assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))));
-        gw.wait_closed(1).await;
-        p.stop().await;
+        for tls in [false, true] {
+            let (gw, p, mut ws) = if tls {
+                // The proxy's listener and the gateway share one certificate; the proxy pins
+                // it upstream.
+                let dir = temp_dir();
+                let pin = write_cert(&dir);
+                let key = gateway_proxy::tls::load_certified_key(
+                    &dir.join("cert.pem"),
+                    &dir.join("key.pem"),
+                )
+                .unwrap();
+                let cert = std::sync::Arc::new(gateway_proxy::tls::ReloadableCert::new(key));
+                let sc = gateway_proxy::tls::server_config(cert, None).unwrap();
+                let gw = stub::start(Some(sc)).await;
+                let text = config_text(&gw.wss_url(), &dir, true).replace(
+                    "connect_timeout_ms = 2000\n",
+                    &format!("connect_timeout_ms = 2000\npins = [\"{pin}\"]\n"),
+                );
+                let p = start_proxy_with(&text, dir, Some(pin)).await;
+                let url = format!("wss://localhost:{}", p.tls.unwrap().port());
+                let mut ws = open(&url, Some(pinned_client(p.cert_pin.unwrap()))).await;
+                let (_, res) = handshake(&mut ws, TOKEN, &["operator.read"]).await;
+                assert_eq!(res["ok"], true, "{res}");
+                (gw, p, ws)
+            } else {
+                let gw = stub::start(None).await;
+                let p = start_proxy(&gw.url(), false, "").await;
+                let ws = connected(&p.ws_url(), &["operator.read"]).await;
+                (gw, p, ws)
+            };
+            let pad = "p".repeat(300_000);
+            let big =
+                serde_json::json!({"type":"req","id":"big","method":"health","params":{"pad":pad}});
+            ws.send(Message::text(big.to_string())).await.unwrap();
+            let r = next_json(&mut ws).await;
+            assert_eq!(
+                (r["id"].as_str(), r["ok"].as_bool()),
+                (Some("big"), Some(true)),
+                "tls: {tls}"
+            );
+            ws.close(None).await.unwrap();
+            assert!(
+                matches!(ws.next().await, Some(Ok(Message::Close(_)))),
+                "tls: {tls}"
+            );
+            gw.wait_closed(1).await;
+            p.stop().await;
+        }
     })
     .await
     .unwrap();
