@@ -315,10 +315,14 @@ impl Relay {
             Phase::Closing { by_client, .. } => (by_client, !by_client),
             _ => (true, true),
         };
-        if read_upstream && self.to_client.is_idle(&self.client) {
+        if read_upstream && self.upstream.may_read() && self.to_client.is_idle(&self.client) {
             moved |= self.pump_upstream(scratch)?;
         }
-        if read_client && self.to_upstream.is_idle(&self.upstream) && self.held.is_empty() {
+        if read_client
+            && self.client.may_read()
+            && self.to_upstream.is_idle(&self.upstream)
+            && self.held.is_empty()
+        {
             moved |= self.pump_client(scratch)?;
         }
         Ok(moved)

@@ -78,6 +78,12 @@ impl Socket {
         }
     }
 
+    /// A read could find something: the last event said so and no read has said otherwise (a
+    /// TLS side always answers yes: its session may hold decrypted bytes).
+    pub(crate) fn may_read(&self) -> bool {
+        self.readable || self.closed || self.tls.is_some()
+    }
+
     /// Reads bytes (decrypted on a TLS side). `Ok(0)` is the end of the stream; `WouldBlock`
     /// means nothing is ready until the next event.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -86,7 +92,7 @@ impl Socket {
                 if !self.readable && !self.closed {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
-                let n = retry(|| self.tcp.read(buf)).inspect_err(|e| {
+                let n = retry(|| recv(&self.tcp, buf)).inspect_err(|e| {
                     if e.kind() == io::ErrorKind::WouldBlock {
                         self.readable = false;
                     }
@@ -135,7 +141,7 @@ impl Socket {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         if self.tls.is_none() {
-            return retry(|| self.tcp.write(data)).inspect_err(|e| {
+            return retry(|| send(&self.tcp, data)).inspect_err(|e| {
                 if e.kind() == io::ErrorKind::WouldBlock {
                     self.writable = false;
                 }
@@ -195,6 +201,20 @@ impl Socket {
             _ => Ok(()),
         }
     }
+}
+
+/// `recv(2)` as a raw system call (rustix), without libc's cancellation-point bookkeeping
+/// around it: the relay's two syscalls per frame are most of its userland time after the frame
+/// work itself.
+fn recv(tcp: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::net::recv(tcp, buf, rustix::net::RecvFlags::empty())
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
+}
+
+/// `send(2)` as a raw system call (see [`recv`]); never raises SIGPIPE.
+fn send(tcp: &TcpStream, data: &[u8]) -> io::Result<usize> {
+    rustix::net::send(tcp, data, rustix::net::SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
 
 /// Runs a socket call again when a signal interrupted it.
