@@ -476,6 +476,7 @@ async fn bench() {
         println!("(throughput skipped: --memory-only)");
     } else {
         print_table(&targets, &loads, &results, rounds);
+        print_paired(&targets, &loads, &results);
     }
     println!("load average after the throughput runs: {}", load_average());
     let proxy_mem = idle_memory(proxy.addr, proxy.child.id(), idle).await;
@@ -547,5 +548,37 @@ fn print_table(
                 cpu.map_or("–".to_string(), |c| format!("{c:.1}"))
             );
         }
+    }
+}
+
+/// gateway-proxy against nginx round by round: the two cells of one round ran seconds apart,
+/// so a paired count is steadier than medians taken separately on a noisy machine.
+fn print_paired(
+    targets: &[(&str, SocketAddr, Option<u32>)],
+    loads: &[usize],
+    results: &[Vec<Vec<Cell>>],
+) {
+    let index = |name: &str| targets.iter().position(|t| t.0 == name);
+    let (Some(proxy), Some(nginx)) = (index("gateway-proxy"), index("nginx")) else {
+        return;
+    };
+    println!(
+        "\n| load | rounds where gateway-proxy's req/s ≥ nginx's | p50 ≤ | p99 ≤ | median req/s ratio |"
+    );
+    println!("|---|---|---|---|---|");
+    for (li, conns) in loads.iter().enumerate() {
+        let pairs: Vec<(&Cell, &Cell)> =
+            results[proxy][li].iter().zip(&results[nginx][li]).collect();
+        let count = |won: fn(&Cell, &Cell) -> bool| pairs.iter().filter(|(p, n)| won(p, n)).count();
+        let mut ratios: Vec<f64> = pairs.iter().map(|(p, n)| p.rps / n.rps).collect();
+        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let n = pairs.len();
+        println!(
+            "| {conns} conn | {}/{n} | {}/{n} | {}/{n} | {:.2} |",
+            count(|p, n| p.rps >= n.rps),
+            count(|p, n| p.p50 <= n.p50),
+            count(|p, n| p.p99 <= n.p99),
+            ratios.get(n / 2).copied().unwrap_or(0.0)
+        );
     }
 }
