@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use shared_protocol::scopes::{is_core_method, requirement};
+use shared_protocol::scopes::core_requirement;
 use shared_protocol::{DetailCode, ErrorCode, ErrorShape, Scope, ScopeSet};
 
 use crate::config::{CredentialConfig, scope_set};
@@ -133,7 +133,7 @@ impl Policy {
             Some(_) => true,
             None => false,
         };
-        if !is_core_method(method) {
+        let Some(requirement) = core_requirement(method, params) else {
             // Plugin methods: the gateway enforces its own scope for them on our clamped
             // upstream session; the proxy only lets through what the policy names.
             return if allow_listed {
@@ -141,8 +141,8 @@ impl Policy {
             } else {
                 Err(Denial::UnknownMethod)
             };
-        }
-        match requirement(method, params).check(scopes) {
+        };
+        match requirement.check(scopes) {
             Ok(()) => Ok(()),
             Err(Some(scope)) => Err(Denial::MissingScope(scope)),
             Err(None) => Err(Denial::NodeRole),

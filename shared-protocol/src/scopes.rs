@@ -210,18 +210,24 @@ const READ_TALK_SECRETS: &[Scope] = &[Scope::Read, Scope::TalkSecrets];
 const PAIRING_ADMIN: &[Scope] = &[Scope::Pairing, Scope::Admin];
 
 /// What calling `method` with `params` (the raw JSON text of the request's params) requires.
-/// Params are parsed only for the few methods whose requirement depends on them.
+/// Params are parsed only for the few methods whose requirement depends on them. A method
+/// outside the core table requires admin.
 pub fn requirement(method: &str, params: Option<&str>) -> Requirement {
-    let scopes = match crate::method_table::core_method_policy(method) {
-        None => ADMIN,
-        Some(MethodPolicy::Read) => READ,
-        Some(MethodPolicy::Write) => WRITE,
-        Some(MethodPolicy::Admin) => ADMIN,
-        Some(MethodPolicy::Talk) => TALK,
-        Some(MethodPolicy::Pairing) => PAIRING,
-        Some(MethodPolicy::Approvals) => APPROVALS,
-        Some(MethodPolicy::NodeRole) => return Requirement::NodeRole,
-        Some(MethodPolicy::Dynamic) => {
+    core_requirement(method, params).unwrap_or(Requirement::Scopes(ADMIN))
+}
+
+/// [`requirement`] for a method of the gateway's core table; `None` for any other method (one
+/// lookup for both questions, on a proxy's per-frame path).
+pub fn core_requirement(method: &str, params: Option<&str>) -> Option<Requirement> {
+    let scopes = match crate::method_table::core_method_policy(method)? {
+        MethodPolicy::Read => READ,
+        MethodPolicy::Write => WRITE,
+        MethodPolicy::Admin => ADMIN,
+        MethodPolicy::Talk => TALK,
+        MethodPolicy::Pairing => PAIRING,
+        MethodPolicy::Approvals => APPROVALS,
+        MethodPolicy::NodeRole => return Some(Requirement::NodeRole),
+        MethodPolicy::Dynamic => {
             let params: Option<Map<String, Value>> = params
                 .and_then(|p| serde_json::from_str::<Value>(p).ok())
                 .and_then(|v| match v {
@@ -231,7 +237,7 @@ pub fn requirement(method: &str, params: Option<&str>) -> Requirement {
             dynamic_requirement(method, params.as_ref())
         }
     };
-    Requirement::Scopes(scopes)
+    Some(Requirement::Scopes(scopes))
 }
 
 /// True when `method` is in the gateway's core method table (anything else is a plugin method or
@@ -511,5 +517,29 @@ mod tests {
             req("talk.config", r#"{"includeSecrets":true}"#).check(RW),
             Err(Some(Scope::TalkSecrets))
         );
+    }
+
+    /// One lookup answers both questions: a core method's requirement, or "not core".
+    #[test]
+    fn core_requirement_is_requirement_for_core_methods_only() {
+        for method in [
+            "health",
+            "chat.send",
+            "sessions.reset",
+            "node.event",
+            "sessions.patch",
+        ] {
+            assert!(is_core_method(method), "{method}");
+            assert_eq!(
+                core_requirement(method, Some(r#"{"key":"k"}"#)),
+                Some(requirement(method, Some(r#"{"key":"k"}"#))),
+                "{method}"
+            );
+        }
+        for method in ["plugin.thing", "Health", ""] {
+            assert!(!is_core_method(method), "{method}");
+            assert_eq!(core_requirement(method, None), None, "{method}");
+            assert_eq!(requirement(method, None), Requirement::Scopes(ADMIN));
+        }
     }
 }
