@@ -398,15 +398,12 @@ pub fn scope_set(names: &[String]) -> Result<ScopeSet, String> {
         .collect()
 }
 
+/// The smallest valid configuration, for unit tests: a plain listener, an upstream on
+/// loopback, one credential `bridge` (token `test`, read + write).
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-    fn minimal() -> String {
-        format!(
-            r#"
+pub(crate) fn minimal_test_toml() -> String {
+    format!(
+        r#"
 [listen]
 plain = "127.0.0.1:0"
 [upstream]
@@ -414,15 +411,24 @@ url = "ws://127.0.0.1:18789"
 token = "gw"
 [[credentials]]
 id = "bridge"
-token_sha256 = "{HASH}"
+token_sha256 = "{}"
 scopes = ["operator.read", "operator.write"]
-"#
-        )
-    }
+"#,
+        tests::HASH
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SHA-256 of `test`.
+    pub(super) const HASH: &str =
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
     #[test]
     fn minimal_file_gets_explicit_defaults() {
-        let c = Config::from_toml(&minimal()).unwrap();
+        let c = Config::from_toml(&minimal_test_toml()).unwrap();
         c.validate().unwrap();
         assert_eq!(c.listen.max_connections, 1024);
         assert_eq!(c.identity.mode, IdentityMode::Exchange);
@@ -439,7 +445,7 @@ scopes = ["operator.read", "operator.write"]
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let text = minimal().replace("[upstream]", "[upstream]\ntokn = \"x\"");
+        let text = minimal_test_toml().replace("[upstream]", "[upstream]\ntokn = \"x\"");
         let err = Config::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("tokn"), "{err}");
     }
@@ -448,24 +454,24 @@ scopes = ["operator.read", "operator.write"]
     fn readable_validation_errors() {
         let cases = [
             (
-                minimal().replace("127.0.0.1:0", "0.0.0.0:0"),
+                minimal_test_toml().replace("127.0.0.1:0", "0.0.0.0:0"),
                 "not a loopback address",
             ),
             (
-                minimal().replace("ws://", "http://"),
+                minimal_test_toml().replace("ws://", "http://"),
                 "must start with ws://",
             ),
             (
-                minimal().replace("operator.write", "operator.wrte"),
+                minimal_test_toml().replace("operator.write", "operator.wrte"),
                 "unknown scope \"operator.wrte\"",
             ),
-            (minimal().replace(HASH, "abc"), "token_sha256"),
+            (minimal_test_toml().replace(HASH, "abc"), "token_sha256"),
             (
-                minimal().replace("token = \"gw\"", ""),
+                minimal_test_toml().replace("token = \"gw\"", ""),
                 "GATEWAY_PROXY_UPSTREAM_TOKEN",
             ),
             (
-                minimal().replace("plain = \"127.0.0.1:0\"", "tls = \"127.0.0.1:0\""),
+                minimal_test_toml().replace("plain = \"127.0.0.1:0\"", "tls = \"127.0.0.1:0\""),
                 "[tls] section",
             ),
         ];
@@ -476,7 +482,7 @@ scopes = ["operator.read", "operator.write"]
                 .to_string();
             assert!(err.contains(needle), "{err} should mention {needle}");
         }
-        let insecure = minimal().replace(
+        let insecure = minimal_test_toml().replace(
             "plain = \"127.0.0.1:0\"",
             "plain = \"0.0.0.0:0\"\nallow_insecure_listener = true",
         );

@@ -137,12 +137,29 @@ pub(crate) enum Side {
     Upstream,
 }
 
-/// Reads once; the end of the stream is an error (`UnexpectedEof`) like any other way for the
-/// peer to go.
-fn read_chunk(socket: &mut Socket, buf: &mut [u8]) -> std::io::Result<usize> {
-    match socket.read(buf)? {
-        0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
-        n => Ok(n),
+/// Reads `side` once: `None` when nothing is ready. The end of the stream, like any other way
+/// for the peer to go, ends the open phase.
+fn read_chunk(
+    socket: &mut Socket,
+    buf: &mut [u8],
+    span: &Span,
+    side: Side,
+) -> Result<Option<usize>, Event> {
+    let gone = match side {
+        Side::Client => Event::ClientGone,
+        Side::Upstream => Event::UpstreamGone,
+    };
+    match socket.read(buf) {
+        Ok(0) => {
+            span.in_scope(|| tracing::debug!(?side, "peer closed the connection"));
+            Err(gone)
+        }
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => {
+            span.in_scope(|| tracing::debug!(?side, error = %e, "read failed"));
+            Err(gone)
+        }
     }
 }
 
@@ -330,14 +347,8 @@ impl Relay {
 
     /// Reads the gateway once and passes the bytes to the client.
     fn pump_upstream(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
-        let n = match read_chunk(&mut self.upstream, scratch) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => {
-                self.span
-                    .in_scope(|| tracing::debug!(error = %e, "gateway read failed"));
-                return Err(Event::UpstreamGone);
-            }
+        let Some(n) = read_chunk(&mut self.upstream, scratch, &self.span, Side::Upstream)? else {
+            return Ok(false);
         };
         let data = &scratch[..n];
         let passed = self.upstream_cursor.follow(data);
@@ -369,14 +380,8 @@ impl Relay {
 
     /// Reads the client once and forwards what the inspector allows.
     fn pump_client(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
-        let n = match read_chunk(&mut self.client, scratch) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => {
-                self.span
-                    .in_scope(|| tracing::debug!(error = %e, "client read failed"));
-                return Err(Event::ClientGone);
-            }
+        let Some(n) = read_chunk(&mut self.client, scratch, &self.span, Side::Client)? else {
+            return Ok(false);
         };
         if self.client_partial.is_empty() {
             let data = &mut scratch[..n];

@@ -431,25 +431,11 @@ mod tests {
 
     /// A relay between a client and a gateway, both played by the test.
     fn relay() -> (Relay, TcpStream, TcpStream) {
-        let config = crate::Config::from_toml(&format!(
-            r#"
-[listen]
-plain = "127.0.0.1:0"
-[upstream]
-url = "ws://127.0.0.1:9"
-token = "gw"
-[[credentials]]
-id = "bridge"
-token_sha256 = "{}"
-scopes = ["operator.read", "operator.write"]
-"#,
-            crate::credential::TokenHash::of("secret").to_hex()
-        ))
-        .unwrap();
+        let config = crate::Config::from_toml(&crate::config::minimal_test_toml()).unwrap();
         let shared = crate::Proxy::new(config, prometheus::Registry::new())
             .unwrap()
             .shared();
-        let credential = shared.creds.authenticate("secret").unwrap();
+        let credential = shared.creds.authenticate("test").unwrap();
         let session = Session {
             scopes: credential.policy.grant,
             credential,
