@@ -96,8 +96,12 @@ impl RelayLoops {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        let mut inboxes = Vec::with_capacity(count);
-        let mut threads = Vec::with_capacity(count);
+        // Built as it goes: on an error, dropping it ends the loops already started.
+        let mut loops = Self {
+            inboxes: Vec::with_capacity(count),
+            next: AtomicUsize::new(0),
+            threads: Vec::with_capacity(count),
+        };
         for i in 0..count {
             let poll = Poll::new().map_err(ProxyError::Io)?;
             let inbox = Arc::new(Inbox {
@@ -121,14 +125,10 @@ impl RelayLoops {
                 .name(format!("gwp-relay-{i}"))
                 .spawn(move || event_loop.run())
                 .map_err(ProxyError::Io)?;
-            inboxes.push(inbox);
-            threads.push(thread);
+            loops.inboxes.push(inbox);
+            loops.threads.push(thread);
         }
-        Ok(Self {
-            inboxes,
-            next: AtomicUsize::new(0),
-            threads,
-        })
+        Ok(loops)
     }
 
     /// How many loops run.
