@@ -137,6 +137,16 @@ pub(crate) enum Side {
     Upstream,
 }
 
+impl Side {
+    /// The event for this side's socket failing or ending.
+    fn gone(self) -> Event {
+        match self {
+            Side::Client => Event::ClientGone,
+            Side::Upstream => Event::UpstreamGone,
+        }
+    }
+}
+
 /// Reads `side` once: `None` when nothing is ready. The end of the stream, like any other way
 /// for the peer to go, ends the open phase.
 fn read_chunk(
@@ -145,10 +155,7 @@ fn read_chunk(
     span: &Span,
     side: Side,
 ) -> Result<Option<usize>, Event> {
-    let gone = match side {
-        Side::Client => Event::ClientGone,
-        Side::Upstream => Event::UpstreamGone,
-    };
+    let gone = side.gone();
     match socket.read(buf) {
         Ok(0) => {
             span.in_scope(|| tracing::debug!(?side, "peer closed the connection"));
@@ -158,6 +165,31 @@ fn read_chunk(
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
         Err(e) => {
             span.in_scope(|| tracing::debug!(?side, error = %e, "read failed"));
+            Err(gone)
+        }
+    }
+}
+
+/// Writes what `side`'s queue holds. A failed socket ends the open phase; so do bytes left
+/// waiting past the slow-consumer timeout: a slow client is closed as the gateway would close it,
+/// a gateway that stops reading is treated as gone.
+fn drain(
+    outbox: &mut Outbox,
+    socket: &mut Socket,
+    slow: Duration,
+    span: &Span,
+    side: Side,
+) -> Result<(), Event> {
+    let gone = side.gone();
+    match outbox.drain(socket, slow) {
+        Drain::Done | Drain::Waiting => Ok(()),
+        Drain::Failed(e) => {
+            span.in_scope(|| tracing::debug!(?side, error = %e, "write failed"));
+            Err(gone)
+        }
+        Drain::TooSlow if side == Side::Client => Err(Event::SlowConsumer),
+        Drain::TooSlow => {
+            span.in_scope(|| tracing::info!(?slow, "the gateway did not take bytes in time"));
             Err(gone)
         }
     }
@@ -305,29 +337,20 @@ impl Relay {
     /// One round: drain queues, read each side once. True when anything moved.
     fn step(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
         let mut moved = false;
-        match self.to_client.drain(&mut self.client, self.slow) {
-            Drain::Done | Drain::Waiting => {}
-            Drain::Failed(e) => {
-                self.span
-                    .in_scope(|| tracing::debug!(error = %e, "client write failed"));
-                return Err(Event::ClientGone);
-            }
-            Drain::TooSlow => return Err(Event::SlowConsumer),
-        }
-        match self.to_upstream.drain(&mut self.upstream, self.slow) {
-            Drain::Done | Drain::Waiting => {}
-            Drain::Failed(e) => {
-                self.span
-                    .in_scope(|| tracing::debug!(error = %e, "gateway write failed"));
-                return Err(Event::UpstreamGone);
-            }
-            Drain::TooSlow => {
-                self.span.in_scope(
-                    || tracing::info!(?self.slow, "the gateway did not take bytes in time"),
-                );
-                return Err(Event::UpstreamGone);
-            }
-        }
+        drain(
+            &mut self.to_client,
+            &mut self.client,
+            self.slow,
+            &self.span,
+            Side::Client,
+        )?;
+        drain(
+            &mut self.to_upstream,
+            &mut self.upstream,
+            self.slow,
+            &self.span,
+            Side::Upstream,
+        )?;
         let (read_upstream, read_client) = match self.phase {
             Phase::Closing { by_client, .. } => (by_client, !by_client),
             _ => (true, true),

@@ -46,7 +46,8 @@ pub const FORCED_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Shutdown {
     now: CancellationToken,
     drain: CancellationToken,
-    /// Set just before `now` is cancelled: what relays check on every poll.
+    /// Set just before `now` is cancelled: what the relay loops check on every turn (the
+    /// token's own check takes a lock).
     fired: Arc<AtomicBool>,
 }
 
@@ -294,8 +295,9 @@ impl Proxy {
     }
 
     /// One connection: the WebSocket upgrade and the handshake inside the connection's span,
-    /// then the relay. The relay is not instrumented (entering the span on every poll was a
-    /// measurable share of its per-frame cost); it enters `span` for the lines it logs.
+    /// then the hand-over to a relay loop, and waiting (idle, holding the admission permit and
+    /// the credential's slot) until the relay ends. The relay enters `span` only for the lines
+    /// it logs.
     async fn handle<S>(
         self,
         stream: S,
@@ -388,8 +390,8 @@ impl Proxy {
                 return None;
             }
         };
-        // Boxed: the handshake's state lives on the heap only while it runs, so the task's
-        // resident size for an idle proxied connection is just the relay's state.
+        // Boxed: the handshake's state lives on the heap only while it runs, so the task that
+        // then waits for the relay's end stays small.
         let handshake = Box::pin(async {
             match shared.config.identity.mode {
                 IdentityMode::Exchange => exchange(shared, ctx, &mut client).await,
