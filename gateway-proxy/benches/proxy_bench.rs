@@ -3,7 +3,7 @@
 //! proxied connection. Prints a markdown table.
 //!
 //! Run: `cargo bench -p gateway-proxy --bench proxy_bench -- [--secs 3] [--rounds 1] [--idle 500]
-//! [--hello-bytes 16000] [--before-exe PATH]`
+//! [--loads 1,10,100] [--slice-ms 200] [--hello-bytes 16000] [--before-exe PATH]`
 //!
 //! `--hello-bytes` pads the stand-in's hello-ok (the real gateway's is ~16 KB; buffers that grow
 //! for it must not stay per idle connection). `--before-exe` adds a second proxy target run from
@@ -11,7 +11,10 @@
 //!
 //! The stand-in, the proxy and nginx each run as a child process (this binary re-executed in a
 //! role) pinned with `taskset` to CPU 1; the load generator is pinned to CPU 0. Loopback only.
-//! Each cell: N connections, closed loop (send `req`, wait for `res`, repeat) for `--secs`.
+//! Each cell: N connections per target, closed loop (send `req`, wait for `res`, repeat), for
+//! `--secs` per target in slices of `--slice-ms` (default 200) taken in turn, each cycle of
+//! slices starting from another target: the host's slow swings then fall on every target alike.
+//! The paired summary compares gateway-proxy and nginx slice by slice.
 
 // A benchmark harness, not service code: any failure should abort the run loudly.
 #![allow(
@@ -306,12 +309,90 @@ fn cpu_ticks(pid: u32) -> (u64, u64) {
     (f.next().unwrap_or(0), f.next().unwrap_or(0))
 }
 
-async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
-    let mut sockets = Vec::new();
-    for _ in 0..conns {
-        sockets.push(connect(addr, TOKEN).await);
+/// CPU 1's softirq+irq and idle time (from /proc/stat), in clock ticks. Softirq ticks are also
+/// charged to whichever process was running, so relay + stand-in + idle account for CPU 1.
+fn cpu1_irq_idle() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu1 ")) else {
+        return (0, 0);
+    };
+    // user nice system idle iowait irq softirq ...
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    (at(5) + at(6), at(3) + at(4))
+}
+
+/// The counters a slice is charged with: the relaying process's CPU ticks (user, system) and
+/// context switches, the stand-in's CPU ticks and switches, CPU 1's irq and idle ticks.
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    relay_cpu: (u64, u64),
+    relay_switches: (u64, u64),
+    stub_cpu: u64,
+    stub_switches: (u64, u64),
+    cpu1: (u64, u64),
+}
+
+impl Counters {
+    fn read(relay: Option<u32>, stub: u32) -> Self {
+        let (relay_cpu, relay_switches) = relay.map_or(((0, 0), (0, 0)), |pid| {
+            (cpu_ticks(pid), context_switches(pid))
+        });
+        let stub_cpu = cpu_ticks(stub);
+        Self {
+            relay_cpu,
+            relay_switches,
+            stub_cpu: stub_cpu.0 + stub_cpu.1,
+            stub_switches: context_switches(stub),
+            cpu1: cpu1_irq_idle(),
+        }
     }
-    let end = Instant::now() + Duration::from_secs(secs);
+
+    /// `self` plus what happened between `before` and `after`.
+    fn add_delta(&mut self, before: &Self, after: &Self) {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.relay_cpu.0 += d(after.relay_cpu.0, before.relay_cpu.0);
+        self.relay_cpu.1 += d(after.relay_cpu.1, before.relay_cpu.1);
+        self.relay_switches.0 += d(after.relay_switches.0, before.relay_switches.0);
+        self.relay_switches.1 += d(after.relay_switches.1, before.relay_switches.1);
+        self.stub_cpu += d(after.stub_cpu, before.stub_cpu);
+        self.stub_switches.0 += d(after.stub_switches.0, before.stub_switches.0);
+        self.stub_switches.1 += d(after.stub_switches.1, before.stub_switches.1);
+        self.cpu1.0 += d(after.cpu1.0, before.cpu1.0);
+        self.cpu1.1 += d(after.cpu1.1, before.cpu1.1);
+    }
+}
+
+/// Latencies and duration of one target's share of a cell, slice by slice.
+struct Share {
+    hist: Histogram<u64>,
+    elapsed: Duration,
+    counters: Counters,
+}
+
+impl Share {
+    fn new() -> Self {
+        Self {
+            hist: Histogram::new(3).unwrap(),
+            elapsed: Duration::ZERO,
+            counters: Counters::default(),
+        }
+    }
+
+    fn rps(&self) -> f64 {
+        self.hist.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs every socket closed loop (send `req`, wait for `res`, repeat) for `length`; each
+/// finishes its request in flight, so no request spans two slices. Gives the sockets back.
+async fn run_slice(sockets: Vec<Ws>, length: Duration) -> (Vec<Ws>, Share) {
+    let started = Instant::now();
+    let end = started + length;
     let tasks: Vec<_> = sockets
         .into_iter()
         .map(|mut ws| {
@@ -331,22 +412,19 @@ async fn load(addr: SocketAddr, conns: usize, secs: u64) -> Cell {
                     let _ = h.record(t0.elapsed().as_micros() as u64);
                     i += 1;
                 }
-                let _ = ws.close(None).await;
-                h
+                (ws, h)
             })
         })
         .collect();
-    let mut all = Histogram::<u64>::new(3).unwrap();
+    let mut share = Share::new();
+    let mut back = Vec::with_capacity(tasks.len());
     for t in tasks {
-        all.add(t.await.unwrap()).unwrap();
+        let (ws, h) = t.await.unwrap();
+        share.hist.add(h).unwrap();
+        back.push(ws);
     }
-    Cell {
-        rps: all.len() as f64 / secs as f64,
-        p50: all.value_at_quantile(0.5),
-        p99: all.value_at_quantile(0.99),
-        cpu_us: None,
-        user_us: None,
-    }
+    share.elapsed = started.elapsed();
+    (back, share)
 }
 
 fn load_average() -> String {
@@ -401,6 +479,7 @@ async fn bench() {
     let idle: usize = arg("--idle", "500").parse().unwrap();
     let hello_bytes = arg("--hello-bytes", "16000");
     let before_exe = arg("--before-exe", "");
+    let slice_ms: u64 = arg("--slice-ms", "200").parse().unwrap();
     let loads: Vec<usize> = arg("--loads", LOADS)
         .split(',')
         .map(|n| n.trim().parse().unwrap())
@@ -427,48 +506,91 @@ async fn bench() {
     } else {
         eprintln!("nginx not available: skipped");
     }
-    // results[target][load] = cells over rounds (interleaved).
+    // results[target][load] = one cell per round; slices[target][load] = one per slice cycle.
     let mut results: Vec<Vec<Vec<Cell>>> = targets
         .iter()
         .map(|_| loads.iter().map(|_| Vec::new()).collect())
         .collect();
+    let mut slices: Vec<Vec<Vec<Cell>>> = targets
+        .iter()
+        .map(|_| loads.iter().map(|_| Vec::new()).collect())
+        .collect();
+    let slice = Duration::from_millis(slice_ms);
+    let cycles = (secs * 1000).div_ceil(slice_ms).max(1);
     for round in 0..if memory_only { 0 } else { rounds } {
         for (li, conns) in loads.iter().enumerate() {
-            for (ti, (name, addr, pid)) in targets.iter().enumerate() {
-                let cpu_before = pid.map(cpu_ticks);
-                let switches_before = (pid.map(context_switches), context_switches(stub_pid));
-                let mut c = load(*addr, *conns, secs).await;
-                let requests = c.rps * secs as f64;
-                if let (Some(pid), Some(t0)) = (pid, cpu_before) {
-                    let (user, system) = cpu_ticks(*pid);
-                    let us = |ticks: u64| ticks as f64 * 1e6 / CLOCK_TICKS_PER_SEC / requests;
-                    let user = user.saturating_sub(t0.0);
-                    c.cpu_us = Some(us(user + system.saturating_sub(t0.1)));
-                    c.user_us = Some(us(user));
+            let mut sockets = Vec::new();
+            for (_, addr, _) in &targets {
+                let mut set = Vec::with_capacity(*conns);
+                for _ in 0..*conns {
+                    set.push(connect(*addr, TOKEN).await);
                 }
+                sockets.push(set);
+            }
+            let mut shares: Vec<Share> = targets.iter().map(|_| Share::new()).collect();
+            for cycle in 0..cycles as usize {
+                // Each cycle gives every target one slice, starting from a different one.
+                for k in 0..targets.len() {
+                    let ti = (cycle + k) % targets.len();
+                    let pid = targets[ti].2;
+                    let before = Counters::read(pid, stub_pid);
+                    let (back, one) = run_slice(std::mem::take(&mut sockets[ti]), slice).await;
+                    let after = Counters::read(pid, stub_pid);
+                    sockets[ti] = back;
+                    slices[ti][li].push(Cell {
+                        rps: one.rps(),
+                        p50: one.hist.value_at_quantile(0.5),
+                        p99: one.hist.value_at_quantile(0.99),
+                        cpu_us: None,
+                        user_us: None,
+                    });
+                    let share = &mut shares[ti];
+                    share.hist.add(&one.hist).unwrap();
+                    share.elapsed += one.elapsed;
+                    share.counters.add_delta(&before, &after);
+                }
+            }
+            for set in sockets {
+                for mut ws in set {
+                    let _ = ws.close(None).await;
+                }
+            }
+            for (ti, (name, _, pid)) in targets.iter().enumerate() {
+                let share = &shares[ti];
+                let c = &share.counters;
+                let requests = share.hist.len() as f64;
+                let us = |ticks: u64| ticks as f64 * 1e6 / CLOCK_TICKS_PER_SEC / requests;
+                let per_request = |(v, i): (u64, u64)| {
+                    format!("{:.2}/{:.2}", v as f64 / requests, i as f64 / requests)
+                };
+                let cell = Cell {
+                    rps: share.rps(),
+                    p50: share.hist.value_at_quantile(0.5),
+                    p99: share.hist.value_at_quantile(0.99),
+                    cpu_us: pid.map(|_| us(c.relay_cpu.0 + c.relay_cpu.1)),
+                    user_us: pid.map(|_| us(c.relay_cpu.0)),
+                };
                 // Context switches per request (voluntary/involuntary): how the relay and the
-                // stand-in share CPU 1 (see docs/performance.md, round 3).
-                let per_request = |before: (u64, u64), after: (u64, u64)| {
-                    format!(
-                        "{:.2}/{:.2}",
-                        after.0.saturating_sub(before.0) as f64 / requests,
-                        after.1.saturating_sub(before.1) as f64 / requests
-                    )
-                };
-                let relay_switches = match (pid, switches_before.0) {
-                    (Some(pid), Some(b)) => per_request(b, context_switches(*pid)),
-                    _ => "-".to_string(),
-                };
-                let stub_switches = per_request(switches_before.1, context_switches(stub_pid));
+                // stand-in share CPU 1 (see docs/performance.md, round 3). Relay + stand-in +
+                // idle is all of CPU 1 (irq time is inside the first two).
                 eprintln!(
-                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs cpu/req {:>5.1} µs (user {:.2}) switches/req relay {relay_switches} stub {stub_switches}",
-                    c.rps,
-                    c.p50,
-                    c.p99,
-                    c.cpu_us.unwrap_or(0.0),
-                    c.user_us.unwrap_or(0.0)
+                    "round {round} {name:>13} {conns:>3} conns: {:>8.0} req/s p50 {:>4} µs p99 {:>5} µs cpu/req {:>5.1} µs (user {:.2}) switches/req relay {} stub {} | CPU 1 µs/req stub {:.2} irq {:.2} idle {:.2}",
+                    cell.rps,
+                    cell.p50,
+                    cell.p99,
+                    cell.cpu_us.unwrap_or(0.0),
+                    cell.user_us.unwrap_or(0.0),
+                    if pid.is_some() {
+                        per_request(c.relay_switches)
+                    } else {
+                        "-".to_string()
+                    },
+                    per_request(c.stub_switches),
+                    us(c.stub_cpu),
+                    us(c.cpu1.0),
+                    us(c.cpu1.1),
                 );
-                results[ti][li].push(c);
+                results[ti][li].push(cell);
             }
         }
     }
@@ -476,34 +598,36 @@ async fn bench() {
         println!("(throughput skipped: --memory-only)");
     } else {
         print_table(&targets, &loads, &results, rounds);
-        print_paired(&targets, &loads, &results);
+        print_paired(&targets, &loads, &slices);
     }
     println!("load average after the throughput runs: {}", load_average());
-    let proxy_mem = idle_memory(proxy.addr, proxy.child.id(), idle).await;
-    let before_mem = match &before {
-        Some(b) => Some(idle_memory(b.addr, b.child.id(), idle).await),
-        None => None,
-    };
-    let nginx_mem = match &nginx {
-        Some((n, _)) => {
-            let worker = children(n.child.id())
-                .first()
-                .copied()
-                .unwrap_or(n.child.id());
-            Some(idle_memory(n.addr, worker, idle).await)
+    if idle > 0 {
+        let proxy_mem = idle_memory(proxy.addr, proxy.child.id(), idle).await;
+        let before_mem = match &before {
+            Some(b) => Some(idle_memory(b.addr, b.child.id(), idle).await),
+            None => None,
+        };
+        let nginx_mem = match &nginx {
+            Some((n, _)) => {
+                let worker = children(n.child.id())
+                    .first()
+                    .copied()
+                    .unwrap_or(n.child.id());
+                Some(idle_memory(n.addr, worker, idle).await)
+            }
+            None => None,
+        };
+        println!(
+            "\n| idle memory per proxied connection ({idle} conns, hello-ok padded by {hello_bytes} B, RSS delta, userland) | KiB |"
+        );
+        println!("|---|---|");
+        println!("| gateway-proxy | {proxy_mem:.1} |");
+        if let Some(m) = before_mem {
+            println!("| proxy-before | {m:.1} |");
         }
-        None => None,
-    };
-    println!(
-        "\n| idle memory per proxied connection ({idle} conns, hello-ok padded by {hello_bytes} B, RSS delta, userland) | KiB |"
-    );
-    println!("|---|---|");
-    println!("| gateway-proxy | {proxy_mem:.1} |");
-    if let Some(m) = before_mem {
-        println!("| proxy-before | {m:.1} |");
-    }
-    if let Some(m) = nginx_mem {
-        println!("| nginx (worker) | {m:.1} |");
+        if let Some(m) = nginx_mem {
+            println!("| nginx (worker) | {m:.1} |");
+        }
     }
     if let Some((_, dir)) = nginx {
         let _ = std::fs::remove_dir_all(dir);
@@ -551,8 +675,9 @@ fn print_table(
     }
 }
 
-/// gateway-proxy against nginx round by round: the two cells of one round ran seconds apart,
-/// so a paired count is steadier than medians taken separately on a noisy machine.
+/// gateway-proxy against nginx slice by slice: the two slices of one cycle ran within a few
+/// hundred milliseconds of each other, so the host's own swings (which move every target's
+/// numbers by 10–30% from one second to the next here) mostly cancel out of each pair.
 fn print_paired(
     targets: &[(&str, SocketAddr, Option<u32>)],
     loads: &[usize],
@@ -563,7 +688,7 @@ fn print_paired(
         return;
     };
     println!(
-        "\n| load | rounds where gateway-proxy's req/s ≥ nginx's | p50 ≤ | p99 ≤ | median req/s ratio |"
+        "\n| load | slice pairs where gateway-proxy's req/s ≥ nginx's | p50 ≤ | p99 ≤ | median req/s ratio |"
     );
     println!("|---|---|---|---|---|");
     for (li, conns) in loads.iter().enumerate() {

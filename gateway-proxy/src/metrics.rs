@@ -107,6 +107,30 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
 }
 
+/// Frames one relay loop has forwarded and not yet added to [`Metrics`]. The loop adds them
+/// once per turn rather than once per frame: each add is an atomic on a cache line that every
+/// loop shares.
+#[derive(Debug, Default)]
+pub(crate) struct ForwardedFrames {
+    /// Client frames forwarded upstream.
+    pub(crate) client: u64,
+    /// Gateway frames forwarded to clients.
+    pub(crate) upstream: u64,
+}
+
+impl ForwardedFrames {
+    /// Adds the counts to `metrics` and starts again from zero.
+    pub(crate) fn flush_into(&mut self, metrics: &Metrics) {
+        if self.client != 0 {
+            metrics.frames_client_forwarded.inc_by(self.client);
+        }
+        if self.upstream != 0 {
+            metrics.frames_upstream_forwarded.inc_by(self.upstream);
+        }
+        *self = Self::default();
+    }
+}
+
 impl Metrics {
     /// Creates and registers every series under the `gateway_proxy_` prefix.
     ///

@@ -33,7 +33,7 @@ use tracing::Span;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::frame_cursor::FrameCursor;
 use crate::inspector::{Session, Verdict, error_response, inspect, rate_limited_error};
-use crate::metrics::UpstreamError;
+use crate::metrics::{ForwardedFrames, UpstreamError};
 use crate::outbox::{Drain, Outbox};
 use crate::server::Shared;
 use crate::socket::Socket;
@@ -313,8 +313,9 @@ impl Relay {
         .min()
     }
 
-    /// Moves what can move now. `scratch` is the loop's read buffer.
-    pub(crate) fn drive(&mut self, scratch: &mut [u8]) -> Drive {
+    /// Moves what can move now. `scratch` is the loop's read buffer; frames forwarded are
+    /// counted in `forwarded`, which the loop adds to the metrics.
+    pub(crate) fn drive(&mut self, scratch: &mut [u8], forwarded: &mut ForwardedFrames) -> Drive {
         for _ in 0..ROUNDS_PER_DRIVE {
             match &self.phase {
                 Phase::Finishing { .. } => return self.drive_finish(),
@@ -325,7 +326,7 @@ impl Relay {
                 }
                 _ => {}
             }
-            match self.step(scratch) {
+            match self.step(scratch, forwarded) {
                 Ok(true) => {}
                 Ok(false) => return Drive::Idle,
                 Err(event) => self.transition(event),
@@ -335,7 +336,7 @@ impl Relay {
     }
 
     /// One round: drain queues, read each side once. True when anything moved.
-    fn step(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
+    fn step(&mut self, scratch: &mut [u8], forwarded: &mut ForwardedFrames) -> Result<bool, Event> {
         let mut moved = false;
         drain(
             &mut self.to_client,
@@ -356,20 +357,24 @@ impl Relay {
             _ => (true, true),
         };
         if read_upstream && self.upstream.may_read() && self.to_client.is_idle(&self.client) {
-            moved |= self.pump_upstream(scratch)?;
+            moved |= self.pump_upstream(scratch, forwarded)?;
         }
         if read_client
             && self.client.may_read()
             && self.to_upstream.is_idle(&self.upstream)
             && self.held.is_empty()
         {
-            moved |= self.pump_client(scratch)?;
+            moved |= self.pump_client(scratch, forwarded)?;
         }
         Ok(moved)
     }
 
     /// Reads the gateway once and passes the bytes to the client.
-    fn pump_upstream(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
+    fn pump_upstream(
+        &mut self,
+        scratch: &mut [u8],
+        forwarded: &mut ForwardedFrames,
+    ) -> Result<bool, Event> {
         let Some(n) = read_chunk(&mut self.upstream, scratch, &self.span, Side::Upstream)? else {
             return Ok(false);
         };
@@ -378,10 +383,7 @@ impl Relay {
         self.to_client
             .send(&mut self.client, data)
             .map_err(|_| Event::ClientGone)?;
-        self.shared
-            .metrics
-            .frames_upstream_forwarded
-            .inc_by(passed.messages);
+        forwarded.upstream += passed.messages;
         self.release_held()?;
         if passed.close {
             return Err(Event::UpstreamClosed);
@@ -402,18 +404,22 @@ impl Relay {
     }
 
     /// Reads the client once and forwards what the inspector allows.
-    fn pump_client(&mut self, scratch: &mut [u8]) -> Result<bool, Event> {
+    fn pump_client(
+        &mut self,
+        scratch: &mut [u8],
+        forwarded: &mut ForwardedFrames,
+    ) -> Result<bool, Event> {
         let Some(n) = read_chunk(&mut self.client, scratch, &self.span, Side::Client)? else {
             return Ok(false);
         };
         if self.client_partial.is_empty() {
             let data = &mut scratch[..n];
-            let used = self.process_client(data)?;
+            let used = self.process_client(data, forwarded)?;
             self.client_partial.extend_from_slice(&data[used..]);
         } else {
             let mut partial = std::mem::take(&mut self.client_partial);
             partial.extend_from_slice(&scratch[..n]);
-            let used = self.process_client(&mut partial)?;
+            let used = self.process_client(&mut partial, forwarded)?;
             if used == partial.len() {
                 // Freed, not kept: an idle connection holds no buffer.
                 partial = Vec::new();
@@ -435,10 +441,13 @@ impl Relay {
 
     /// Handles every complete frame at the start of `buf`; returns the bytes used. Forwarded
     /// frames are compacted to the front of `buf` and written in one go.
-    fn process_client(&mut self, buf: &mut [u8]) -> Result<usize, Event> {
+    fn process_client(
+        &mut self,
+        buf: &mut [u8],
+        forwarded: &mut ForwardedFrames,
+    ) -> Result<usize, Event> {
         let mut pos = 0;
         let mut out = 0;
-        let mut forwarded = 0;
         let verdict = loop {
             let Some(h) = Header::parse(&buf[pos..]) else {
                 break Ok(pos);
@@ -457,7 +466,7 @@ impl Relay {
             match self.client_frame(&h, key, &mut buf[frame.clone()]) {
                 Ok(Action::Forward) => {
                     compact(buf, frame, &mut out);
-                    forwarded += 1;
+                    forwarded.client += 1;
                 }
                 Ok(Action::ForwardClose) => {
                     compact(buf, frame, &mut out);
@@ -467,7 +476,7 @@ impl Relay {
                     self.forward(&buf[..out])?;
                     self.forward(&bytes)?;
                     out = 0;
-                    forwarded += 1;
+                    forwarded.client += 1;
                 }
                 Ok(Action::Drop) => {}
                 Err(e) => break Err(e),
@@ -475,10 +484,6 @@ impl Relay {
         };
         // What was decided before an error still goes out, in order.
         self.forward(&buf[..out])?;
-        self.shared
-            .metrics
-            .frames_client_forwarded
-            .inc_by(forwarded);
         self.release_held()?;
         verdict
     }

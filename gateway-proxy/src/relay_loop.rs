@@ -1,6 +1,8 @@
 //! Relay loops: the threads that move frames for admitted connections. Each is an event loop on
-//! its own `mio::Poll` (nginx's model): it waits for socket readiness, drives the connections
+//! its own epoll instance (nginx's model): it waits for socket readiness, drives the connections
 //! that became ready ([`Relay::drive`]) and fires their deadlines; nothing on it is async.
+//! epoll is called as a raw system call (rustix): libc's wrapper, in a multi-threaded process,
+//! adds cancellation-point bookkeeping around every wait.
 //!
 //! Why not tokio tasks: a relay is woken for every frame, and under tokio each wakeup also pays
 //! for the reactor's per-socket bookkeeping (readiness atomics, waker registration under a lock),
@@ -20,7 +22,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,16 +31,24 @@ use std::time::Duration;
 
 use crate::clock::LoopInstant as Instant;
 
-use mio::{Events, Poll, Token, Waker};
 use parking_lot::Mutex;
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::{EventfdFlags, Timespec, eventfd};
 use slab::Slab;
 use tokio::sync::oneshot;
 
 use crate::error::ProxyError;
+use crate::metrics::{ForwardedFrames, Metrics};
 use crate::relay::{Drive, End, READ_CHUNK_BYTES, Relay, Side};
 
 /// The token of a loop's waker (connection tokens are `2 * index + side`).
-const WAKER: Token = Token(usize::MAX);
+const WAKER: u64 = u64::MAX;
+/// Longest single wait (a loop that wakes with nothing to do just waits again).
+const MAX_WAIT: Timespec = Timespec {
+    tv_sec: 3600,
+    tv_nsec: 0,
+};
 /// Readiness events taken per wait.
 const EVENTS_PER_WAIT: usize = 1024;
 
@@ -54,7 +64,8 @@ pub struct RelayLoops {
 #[derive(Debug)]
 struct Inbox {
     state: Mutex<InboxState>,
-    waker: Waker,
+    /// An eventfd in the loop's epoll set: writing to it makes the loop take a turn.
+    waker: OwnedFd,
     /// Set to end the loop (its relays are dropped).
     quit: AtomicBool,
 }
@@ -79,9 +90,17 @@ impl std::fmt::Debug for NewRelay {
 
 impl Inbox {
     fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
-            tracing::error!(error = %e, "could not wake a relay loop");
+        match rustix::io::write(&self.waker, &1u64.to_ne_bytes()) {
+            // The counter is full: a wake is pending anyway.
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => {}
+            Err(e) => tracing::error!(error = %e, "could not wake a relay loop"),
         }
+    }
+
+    /// Consumes the pending wakes (the eventfd is level-triggered).
+    fn clear_wakes(&self) {
+        let mut count = [0; 8];
+        let _ = rustix::io::read(&self.waker, &mut count);
     }
 }
 
@@ -91,7 +110,11 @@ impl RelayLoops {
     ///
     /// # Errors
     /// [`ProxyError::Io`] when a poller or a thread cannot be created.
-    pub fn start(count: usize, stop: Arc<AtomicBool>) -> Result<Self, ProxyError> {
+    pub fn start(
+        count: usize,
+        stop: Arc<AtomicBool>,
+        metrics: &Metrics,
+    ) -> Result<Self, ProxyError> {
         let count = match count {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -103,14 +126,19 @@ impl RelayLoops {
             threads: Vec::with_capacity(count),
         };
         for i in 0..count {
-            let poll = Poll::new().map_err(ProxyError::Io)?;
+            let io_error = |e: rustix::io::Errno| ProxyError::Io(e.into());
+            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(io_error)?;
+            let waker =
+                eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(io_error)?;
+            epoll::add(&epoll, &waker, EventData::new_u64(WAKER), EventFlags::IN)
+                .map_err(io_error)?;
             let inbox = Arc::new(Inbox {
                 state: Mutex::new(InboxState::default()),
-                waker: Waker::new(poll.registry(), WAKER).map_err(ProxyError::Io)?,
+                waker,
                 quit: AtomicBool::new(false),
             });
             let event_loop = EventLoop {
-                poll,
+                epoll,
                 inbox: Arc::clone(&inbox),
                 stop: Arc::clone(&stop),
                 stopping: false,
@@ -120,6 +148,8 @@ impl RelayLoops {
                 driving: Vec::new(),
                 next_generation: 0,
                 scratch: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
+                metrics: metrics.clone(),
+                forwarded: ForwardedFrames::default(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("gwp-relay-{i}"))
@@ -210,7 +240,7 @@ struct Conn {
 
 /// One loop's state, owned by its thread.
 struct EventLoop {
-    poll: Poll,
+    epoll: OwnedFd,
     inbox: Arc<Inbox>,
     stop: Arc<AtomicBool>,
     /// The stop flag was seen: every relay has been told.
@@ -225,6 +255,9 @@ struct EventLoop {
     next_generation: u64,
     /// Every read lands here first: no connection holds a read buffer.
     scratch: Box<[u8]>,
+    metrics: Metrics,
+    /// Frames forwarded this turn, added to `metrics` before the loop waits again.
+    forwarded: ForwardedFrames,
 }
 
 /// Marks the inbox closed however the loop ends (a panic included), so that no relay handed
@@ -242,31 +275,37 @@ impl Drop for CloseInbox {
 impl EventLoop {
     fn run(mut self) {
         let _close = CloseInbox(Arc::clone(&self.inbox));
-        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS_PER_WAIT);
         loop {
             let timeout = if self.ready.is_empty() {
                 self.next_timer()
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+            let timeout = timeout.map(wait_timeout);
+            self.forwarded.flush_into(&self.metrics);
+            events.clear();
+            match epoll::wait(&self.epoll, spare_capacity(&mut events), timeout.as_ref()) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "relay loop cannot wait for events; its connections are dropped");
+                    return;
                 }
-                tracing::error!(error = %e, "relay loop cannot wait for events; its connections are dropped");
-                return;
             }
             if self.inbox.quit.load(Ordering::Acquire) {
                 return;
             }
             for event in &events {
-                if event.token() == WAKER {
+                let token = event.data.u64();
+                if token == WAKER {
+                    self.inbox.clear_wakes();
                     self.take_new();
                     continue;
                 }
-                let (slot, side) = (event.token().0 / 2, side_of(event.token()));
+                let (slot, side) = (slot_of(token), side_of(token));
                 if let Some(conn) = self.conns.get_mut(slot) {
-                    conn.relay.socket(side).on_event(event);
+                    conn.relay.socket(side).on_event(event.flags);
                     queue(&mut self.ready, slot, conn);
                 }
             }
@@ -293,19 +332,19 @@ impl EventLoop {
         for NewRelay { mut relay, done } in new {
             let entry = self.conns.vacant_entry();
             let slot = entry.key();
-            let registry = self.poll.registry();
+            let epoll = self.epoll.as_fd();
             let registered = relay
                 .socket(Side::Client)
-                .register(registry, Token(2 * slot))
+                .register(epoll, token_of(slot, Side::Client))
                 .and_then(|()| {
                     relay
                         .socket(Side::Upstream)
-                        .register(registry, Token(2 * slot + 1))
+                        .register(epoll, token_of(slot, Side::Upstream))
                 });
             if let Err(e) = registered {
                 tracing::error!(error = %e, "could not register a relayed connection");
-                relay.socket(Side::Client).deregister(registry);
-                relay.socket(Side::Upstream).deregister(registry);
+                relay.socket(Side::Client).deregister(epoll);
+                relay.socket(Side::Upstream).deregister(epoll);
                 continue;
             }
             if self.stopping {
@@ -328,8 +367,9 @@ impl EventLoop {
             return;
         };
         conn.queued = false;
-        let scratch = &mut self.scratch;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| conn.relay.drive(scratch)));
+        let (scratch, forwarded) = (&mut self.scratch, &mut self.forwarded);
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| conn.relay.drive(scratch, forwarded)));
         match outcome {
             Ok(Drive::Idle) => {
                 let deadline = conn.relay.deadline();
@@ -355,9 +395,9 @@ impl EventLoop {
 
     fn remove(&mut self, slot: usize) -> Conn {
         let mut conn = self.conns.remove(slot);
-        let registry = self.poll.registry();
-        conn.relay.socket(Side::Client).deregister(registry);
-        conn.relay.socket(Side::Upstream).deregister(registry);
+        let epoll = self.epoll.as_fd();
+        conn.relay.socket(Side::Client).deregister(epoll);
+        conn.relay.socket(Side::Upstream).deregister(epoll);
         conn
     }
 
@@ -397,8 +437,25 @@ fn queue(ready: &mut Vec<usize>, slot: usize, conn: &mut Conn) {
     }
 }
 
-fn side_of(token: Token) -> Side {
-    if token.0.is_multiple_of(2) {
+/// A wait's timeout for epoll, capped at [`MAX_WAIT`].
+fn wait_timeout(wait: Duration) -> Timespec {
+    match Timespec::try_from(wait) {
+        Ok(t) if t.tv_sec < MAX_WAIT.tv_sec => t,
+        _ => MAX_WAIT,
+    }
+}
+
+/// A connection side's epoll token.
+fn token_of(slot: usize, side: Side) -> u64 {
+    2 * slot as u64 + u64::from(side == Side::Upstream)
+}
+
+fn slot_of(token: u64) -> usize {
+    usize::try_from(token / 2).unwrap_or(usize::MAX)
+}
+
+fn side_of(token: u64) -> Side {
+    if token.is_multiple_of(2) {
         Side::Client
     } else {
         Side::Upstream
@@ -414,6 +471,7 @@ mod tests {
 
     use super::*;
     use crate::inspector::Session;
+    use crate::server::Shared;
     use crate::socket::Socket;
     use crate::wire::{self, Header, OP_CLOSE, OP_TEXT};
 
@@ -430,11 +488,15 @@ mod tests {
     }
 
     /// A relay between a client and a gateway, both played by the test.
-    fn relay() -> (Relay, TcpStream, TcpStream) {
+    fn shared() -> Arc<Shared> {
         let config = crate::Config::from_toml(&crate::config::minimal_test_toml()).unwrap();
-        let shared = crate::Proxy::new(config, prometheus::Registry::new())
+        crate::Proxy::new(config, prometheus::Registry::new())
             .unwrap()
-            .shared();
+            .shared()
+    }
+
+    fn relay(shared: &Arc<Shared>) -> (Relay, TcpStream, TcpStream) {
+        let shared = Arc::clone(shared);
         let credential = shared.creds.authenticate("test").unwrap();
         let session = Session {
             scopes: credential.policy.grant,
@@ -473,12 +535,13 @@ mod tests {
     }
 
     /// Frames pass both ways through a loop, and once the stop flag is set and the loops woken,
-    /// both sides get a 1012 close and the relay reports the shutdown.
+    /// both sides get a 1012 close and the relay reports the shutdown. The frames forwarded
+    /// reach the metrics by the time the loop has stopped.
     #[tokio::test]
     async fn relays_both_ways_then_closes_both_sides_on_stop() {
-        let stop = Arc::new(AtomicBool::new(false));
-        let loops = RelayLoops::start(1, Arc::clone(&stop)).unwrap();
-        let (relay, mut client, mut gateway) = relay();
+        let (stop, shared) = (Arc::new(AtomicBool::new(false)), shared());
+        let loops = RelayLoops::start(1, Arc::clone(&stop), &shared.metrics).unwrap();
+        let (relay, mut client, mut gateway) = relay(&shared);
         let ended = loops.submit(relay);
 
         let request = br#"{"type":"req","id":"1","method":"health","params":{}}"#;
@@ -508,15 +571,26 @@ mod tests {
         assert_ended(&mut client);
         assert_ended(&mut gateway);
         tokio::time::timeout(WAIT, loops.stop()).await.unwrap();
+        let m = &shared.metrics;
+        // The close frames are not messages; the two frames above are.
+        assert_eq!(
+            (
+                m.frames_client_forwarded.get(),
+                m.frames_upstream_forwarded.get()
+            ),
+            (1, 1)
+        );
     }
 
     /// Dropping the loops drops their relays: the task waiting for one learns at once, and
     /// both sockets are closed.
     #[tokio::test]
     async fn dropping_the_loops_ends_their_relays() {
-        let loops = RelayLoops::start(2, Arc::new(AtomicBool::new(false))).unwrap();
+        let shared = shared();
+        let loops =
+            RelayLoops::start(2, Arc::new(AtomicBool::new(false)), &shared.metrics).unwrap();
         assert_eq!(loops.len(), 2);
-        let (relay, mut client, mut gateway) = relay();
+        let (relay, mut client, mut gateway) = relay(&shared);
         let ended = loops.submit(relay);
         drop(loops);
         tokio::time::timeout(WAIT, ended)
@@ -530,12 +604,14 @@ mod tests {
     /// A relay handed to a loop that has already ended is dropped, not left waiting.
     #[tokio::test]
     async fn a_loop_that_has_ended_takes_nothing() {
-        let mut loops = RelayLoops::start(1, Arc::new(AtomicBool::new(false))).unwrap();
+        let shared = shared();
+        let mut loops =
+            RelayLoops::start(1, Arc::new(AtomicBool::new(false)), &shared.metrics).unwrap();
         loops.quit();
         for thread in std::mem::take(&mut loops.threads) {
             thread.join().unwrap();
         }
-        let (relay, mut client, _gateway) = relay();
+        let (relay, mut client, _gateway) = relay(&shared);
         let ended = loops.submit(relay);
         tokio::time::timeout(WAIT, ended)
             .await

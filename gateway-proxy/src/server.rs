@@ -228,6 +228,7 @@ impl Proxy {
         let loops = Arc::new(RelayLoops::start(
             self.shared.config.listen.workers,
             Arc::clone(&shutdown.fired),
+            &self.shared.metrics,
         )?);
         tracing::info!(loops = loops.len(), "relay loops started");
         // The loops check the shutdown flag on every turn; this makes the turn happen.

@@ -1,5 +1,5 @@
 //! One side of a relayed connection as the [relay loop](crate::relay_loop) drives it: a
-//! non-blocking TCP socket registered with the loop's `mio::Poll`, optionally carrying TLS
+//! non-blocking TCP socket registered with the loop's epoll instance, optionally carrying TLS
 //! (rustls driven by hand, the way tokio-rustls drives it under tokio), plus the readiness the
 //! loop last saw for it.
 //!
@@ -9,11 +9,10 @@
 //! the end of the stream is never missed after a short read.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::BorrowedFd;
 
-use mio::event::Event;
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use rustix::event::epoll::{self, EventData, EventFlags};
 
 /// A relayed socket.
 pub(crate) struct Socket {
@@ -41,7 +40,7 @@ impl Socket {
 
     fn new(tcp: std::net::TcpStream, tls: Option<Box<rustls::Connection>>) -> Self {
         Self {
-            tcp: TcpStream::from_std(tcp),
+            tcp,
             tls,
             // Bytes may already wait: the first drive tries both ways.
             readable: true,
@@ -51,29 +50,28 @@ impl Socket {
         }
     }
 
-    /// Registers the socket for both directions (edge-triggered).
-    pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            &mut self.tcp,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+    /// Registers the socket with `epoll` for both directions, edge-triggered, under `token`.
+    pub(crate) fn register(&self, epoll: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let interest = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        epoll::add(epoll, &self.tcp, EventData::new_u64(token), interest).map_err(io::Error::from)
     }
 
     /// Removes the socket from the loop (closing it would too; this keeps the order explicit).
-    pub(crate) fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.tcp);
+    pub(crate) fn deregister(&self, epoll: BorrowedFd<'_>) {
+        let _ = epoll::delete(epoll, &self.tcp);
     }
 
-    /// Records what an event reported.
-    pub(crate) fn on_event(&mut self, event: &Event) {
-        if event.is_error() || event.is_read_closed() {
+    /// Records what an event reported: input, room for output, or the end (hang-up, error, or
+    /// the peer's FIN) which leaves the socket readable and writable for good, so that the
+    /// next read or write reports it.
+    pub(crate) fn on_event(&mut self, flags: EventFlags) {
+        if flags.intersects(EventFlags::ERR | EventFlags::HUP | EventFlags::RDHUP) {
             self.closed = true;
         }
-        if event.is_readable() {
+        if flags.intersects(EventFlags::IN | EventFlags::PRI) {
             self.readable = true;
         }
-        if event.is_writable() || event.is_write_closed() || event.is_error() {
+        if flags.intersects(EventFlags::OUT | EventFlags::ERR | EventFlags::HUP) {
             self.writable = true;
         }
     }
