@@ -70,6 +70,7 @@ fn main() {
             .build()
             .unwrap()
             .block_on(run_proxy(arg("--upstream", ""), arg("--port", "0"))),
+        _ if std::env::args().any(|a| a == "--inspect-only") => inspect_costs(),
         _ => {
             pin_self(0);
             rt().block_on(bench());
@@ -255,6 +256,57 @@ async fn connect(addr: SocketAddr, token: &str) -> Ws {
             assert!(t.contains("\"ok\":true"), "{t}");
             return ws;
         }
+    }
+}
+
+/// Nanoseconds per call of `f`, the best of five batches (a warm cache: an upper bound on
+/// what the relay pays when the frame path stays in cache, a lower bound otherwise).
+fn ns_per_call(mut f: impl FnMut() -> bool) -> f64 {
+    const CALLS: u32 = 200_000;
+    (0..5)
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            let mut hits = 0u32;
+            for _ in 0..CALLS {
+                hits += u32::from(std::hint::black_box(f()));
+            }
+            assert_eq!(hits, CALLS);
+            t0.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// What reading the bench's request costs the inspector, path by path (`--inspect-only`).
+fn inspect_costs() {
+    use gateway_proxy::request_scan::scan_request;
+    use shared_protocol::frame::Frame;
+    let canonical = request(7);
+    let reordered = canonical.replace(
+        r#"{"type":"req","id":"00000007","#,
+        r#"{ "id": "00000007", "type": "req", "#,
+    );
+    let bytes = canonical.as_bytes();
+    println!("| reading a {} B request | ns |", canonical.len());
+    println!("|---|---|");
+    let rows: [(&str, &dyn Fn() -> bool); 4] = [
+        ("UTF-8 check (std)", &|| {
+            std::str::from_utf8(std::hint::black_box(bytes)).is_ok()
+        }),
+        ("scan, canonical shape", &|| {
+            scan_request(std::hint::black_box(&canonical)).is_some()
+        }),
+        ("scan, other order and whitespace", &|| {
+            scan_request(std::hint::black_box(&reordered)).is_some()
+        }),
+        ("serde (Frame::parse)", &|| {
+            matches!(
+                Frame::parse(std::hint::black_box(&canonical)),
+                Ok(Frame::Request(_))
+            )
+        }),
+    ];
+    for (name, f) in rows {
+        println!("| {name} | {:.0} |", ns_per_call(f));
     }
 }
 

@@ -27,11 +27,41 @@ const MAX_DEPTH: usize = 32;
 
 /// Scans `text` as a request frame; `None` means "ask serde".
 pub fn scan_request(text: &str) -> Option<ScannedRequest<'_>> {
-    let mut s = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
+    scan_canonical(text).or_else(|| scan_any_order(text))
+}
+
+/// The shape clients serialise (`JSON.stringify` in OpenClaw's, serde in ours):
+/// `{"type":"req","id":"…","method":"…"}` with `,"params":…` before the brace or not, and no
+/// whitespace. Three comparisons replace reading and matching four keys; anything else goes to
+/// [`scan_any_order`].
+fn scan_canonical(text: &str) -> Option<ScannedRequest<'_>> {
+    let mut s = Scanner::new(text);
+    s.literal(r#"{"type":"req","id":""#)?;
+    let id = s.plain_rest()?;
+    s.literal(r#","method":""#)?;
+    let method = s.plain_rest()?;
+    let params = if s.peek()? == b'}' {
+        None
+    } else {
+        s.literal(r#","params":"#)?;
+        let start = s.pos;
+        s.value(0)?;
+        Some(&text[start..s.pos])
     };
+    s.expect(b'}')?;
+    if s.pos != s.bytes.len() || id.is_empty() || method.is_empty() {
+        return None;
+    }
+    Some(ScannedRequest {
+        id,
+        method,
+        params: params.filter(|p| *p != "null"),
+    })
+}
+
+/// Any member order, whitespace and extra members.
+fn scan_any_order(text: &str) -> Option<ScannedRequest<'_>> {
+    let mut s = Scanner::new(text);
     let (mut kind, mut id, mut method, mut params) = (None, None, None, None);
     s.skip_ws();
     s.expect(b'{')?;
@@ -97,6 +127,14 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -148,6 +186,12 @@ impl<'a> Scanner<'a> {
     /// A string without escapes, returned without its quotes.
     fn plain_string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
+        self.plain_rest()
+    }
+
+    /// The rest of a string without escapes whose opening quote was read: its text, and the
+    /// closing quote read.
+    fn plain_rest(&mut self) -> Option<&'a str> {
         let start = self.pos;
         self.skip_plain();
         match self.next()? {
@@ -237,7 +281,7 @@ impl<'a> Scanner<'a> {
 
     fn literal(&mut self, word: &str) -> Option<()> {
         let end = self.pos + word.len();
-        (self.text.get(self.pos..end)? == word).then(|| self.pos = end)
+        (self.bytes.get(self.pos..end)? == word.as_bytes()).then(|| self.pos = end)
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
@@ -302,7 +346,15 @@ mod tests {
     }
 
     fn agrees(text: &str) -> Result<(), TestCaseError> {
-        if let Some(s) = scan_request(text) {
+        agrees_on(text, scan_request)
+    }
+
+    /// Whenever `path` answers on `text`, it reads what serde reads.
+    fn agrees_on(
+        text: &str,
+        path: fn(&str) -> Option<ScannedRequest<'_>>,
+    ) -> Result<(), TestCaseError> {
+        if let Some(s) = path(text) {
             let scanned = Some((
                 s.id.to_string(),
                 s.method.to_string(),
@@ -396,9 +448,9 @@ mod tests {
         assert_eq!(scan_request(&deep), None);
     }
 
-    /// JSON-ish text: a request's parts in any order, with extra members (duplicates, fields of
-    /// other frame kinds, escaped keys), nested values, and now and then damage spliced in.
-    fn framish() -> impl Strategy<Value = String> {
+    /// JSON values, nested, with now and then a broken literal, a bad escape, a control
+    /// character or a lone surrogate.
+    fn value_text() -> impl Strategy<Value = String> + Clone {
         let scalar = prop_oneof![
             Just("null".to_string()),
             Just("true".to_string()),
@@ -406,7 +458,7 @@ mod tests {
             "-?(0|[1-9][0-9]{0,3})(\\.[0-9]{0,2})?([eE][+-]?[0-9]{0,2})?",
             "\"([a-z .]|\\\\[\"\\\\/bfnrtx]|\\\\u[0-9a-fA-F+]{4}|\\\\ud8[0-9a-f]{2}|\u{1}|é)*\"",
         ];
-        let value = scalar.prop_recursive(4, 24, 4, |inner| {
+        scalar.prop_recursive(4, 24, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4)
                     .prop_map(|v| format!("[{}]", v.join(","))),
@@ -416,13 +468,69 @@ mod tests {
                     format!("{{{}}}", members.join(","))
                 }),
             ]
-        });
-        let name = prop_oneof![
+        })
+    }
+
+    /// An id or method: mostly plain, sometimes empty, escaped or not a string.
+    fn name_text() -> impl Strategy<Value = String> + Clone {
+        prop_oneof![
             8 => Just("\"health\"".to_string()),
             1 => Just("\"\"".to_string()),
             1 => Just("\"sessions\\u002ereset\"".to_string()),
             1 => Just("1".to_string()),
-        ];
+        ]
+    }
+
+    /// Damage spliced into `text` one time in six: a comma, brace, quote, backslash or space.
+    fn damaged(
+        text: String,
+        damage: prop::sample::Index,
+        at: prop::sample::Index,
+        splice: &str,
+    ) -> String {
+        let mut text = text;
+        if damage.index(6) == 0 {
+            let boundaries: Vec<usize> = (0..=text.len())
+                .filter(|i| text.is_char_boundary(*i))
+                .collect();
+            text.insert_str(boundaries[at.index(boundaries.len())], splice);
+        }
+        text
+    }
+
+    fn splice() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just(""),
+            Just(","),
+            Just("}"),
+            Just("\""),
+            Just("\\"),
+            Just(" ")
+        ]
+    }
+
+    /// Requests in the shape clients serialise (canonical order, no whitespace), with
+    /// now and then damage spliced in.
+    fn canonical_framish() -> impl Strategy<Value = String> {
+        (
+            name_text(),
+            name_text(),
+            prop::option::of(value_text()),
+            any::<prop::sample::Index>(),
+            any::<prop::sample::Index>(),
+            splice(),
+        )
+            .prop_map(|(id, method, params, damage, at, splice)| {
+                let params = params.map_or(String::new(), |p| format!(",\"params\":{p}"));
+                let text = format!(r#"{{"type":"req","id":{id},"method":{method}{params}}}"#);
+                damaged(text, damage, at, splice)
+            })
+    }
+
+    /// JSON-ish text: a request's parts in any order, with extra members (duplicates, fields of
+    /// other frame kinds, escaped keys), nested values, and now and then damage spliced in.
+    fn framish() -> impl Strategy<Value = String> {
+        let (value, name) = (value_text(), name_text());
         let extra_key = prop_oneof![
             Just("type"),
             Just("id"),
@@ -459,48 +567,74 @@ mod tests {
             "[ \t\n]{0,1}",
             any::<prop::sample::Index>(),
             any::<prop::sample::Index>(),
-            prop_oneof![
-                Just(""),
-                Just(","),
-                Just("}"),
-                Just("\""),
-                Just("\\"),
-                Just(" ")
-            ],
+            splice(),
         )
             .prop_map(|(members, ws, damage, at, splice)| {
                 let members: Vec<String> = members
                     .iter()
                     .map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
                     .collect();
-                let mut text = format!("{ws}{{{}}}{ws}", members.join(","));
-                if damage.index(6) == 0 {
-                    let boundaries: Vec<usize> = (0..=text.len())
-                        .filter(|i| text.is_char_boundary(*i))
-                        .collect();
-                    text.insert_str(boundaries[at.index(boundaries.len())], splice);
-                }
-                text
+                damaged(
+                    format!("{ws}{{{}}}{ws}", members.join(",")),
+                    damage,
+                    at,
+                    splice,
+                )
             })
     }
 
-    /// The property below is not vacuous: a good share of the generated texts take the fast
-    /// path (and a good share do not).
-    #[test]
-    fn the_generator_exercises_both_paths() {
+    /// How many of 2000 texts from `strategy` `path` answers.
+    fn answered(
+        strategy: impl Strategy<Value = String>,
+        path: fn(&str) -> Option<ScannedRequest<'_>>,
+    ) -> usize {
         use proptest::strategy::ValueTree;
         let mut runner = proptest::test_runner::TestRunner::deterministic();
-        let strategy = framish();
-        let fast = (0..2000)
-            .filter(|_| {
-                let text = strategy.new_tree(&mut runner).unwrap().current();
-                scan_request(&text).is_some()
-            })
-            .count();
+        (0..2000)
+            .filter(|_| path(&strategy.new_tree(&mut runner).unwrap().current()).is_some())
+            .count()
+    }
+
+    /// The properties below are not vacuous: a good share of the generated texts take each
+    /// path (and a good share do not).
+    #[test]
+    fn the_generators_exercise_every_path() {
+        let fast = answered(framish(), scan_request);
         assert!(
             (100..1900).contains(&fast),
             "{fast} of 2000 on the fast path"
         );
+        let canonical = answered(canonical_framish(), scan_canonical);
+        assert!(
+            (100..1900).contains(&canonical),
+            "{canonical} of 2000 on the canonical path"
+        );
+    }
+
+    /// The canonical shape is matched directly; the same request with whitespace or in
+    /// another order is left to the general scan, which reads it the same.
+    #[test]
+    fn the_canonical_shape_is_matched_directly() {
+        let canonical = r#"{"type":"req","id":"7","method":"health","params":{"a":[1]}}"#;
+        let read = scan_canonical(canonical).unwrap();
+        assert_eq!(
+            (read.id, read.method, read.params),
+            ("7", "health", Some(r#"{"a":[1]}"#))
+        );
+        let bare = scan_canonical(r#"{"type":"req","id":"7","method":"health"}"#).unwrap();
+        assert_eq!(bare.params, None);
+        for other in [
+            r#"{"type":"req", "id":"7","method":"health","params":{"a":[1]}}"#,
+            r#"{"id":"7","type":"req","method":"health","params":{"a":[1]}}"#,
+            r#"{"type":"req","id":"7","method":"health","params":{"a":[1]},"x":1}"#,
+        ] {
+            assert_eq!(scan_canonical(other), None, "{other}");
+            assert_eq!(
+                scan_request(other).map(|r| r.method),
+                Some("health"),
+                "{other}"
+            );
+        }
     }
 
     proptest! {
@@ -510,6 +644,12 @@ mod tests {
         #[test]
         fn the_scanner_never_disagrees_with_serde(text in framish()) {
             agrees(&text)?;
+        }
+
+        /// The same for the shape clients serialise.
+        #[test]
+        fn nor_on_the_canonical_shape(text in canonical_framish()) {
+            agrees_on(&text, scan_canonical)?;
         }
 
         /// The same for arbitrary text.
