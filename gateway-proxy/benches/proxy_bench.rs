@@ -267,7 +267,7 @@ fn ns_per_call(mut f: impl FnMut() -> bool) -> f64 {
     const CALLS: u32 = 200_000;
     (0..5)
         .map(|_| {
-            let t0 = std::time::Instant::now();
+            let t0 = Instant::now();
             let mut hits = 0u32;
             for _ in 0..CALLS {
                 hits += u32::from(std::hint::black_box(f()));

@@ -30,7 +30,7 @@ pub fn scan_request(text: &str) -> Option<ScannedRequest<'_>> {
     scan_canonical(text).or_else(|| scan_any_order(text))
 }
 
-/// The shape clients serialise (`JSON.stringify` in OpenClaw's, serde in ours):
+/// The shape clients serialise (the order of OpenClaw's frames on the wire, and of ours):
 /// `{"type":"req","id":"…","method":"…"}` with `,"params":…` before the brace or not, and no
 /// whitespace. Three comparisons replace reading and matching four keys; anything else goes to
 /// [`scan_any_order`].
