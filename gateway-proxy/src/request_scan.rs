@@ -64,36 +64,26 @@ fn scan_any_order(text: &str) -> Option<ScannedRequest<'_>> {
     let mut s = Scanner::new(text);
     let (mut kind, mut id, mut method, mut params) = (None, None, None, None);
     s.skip_ws();
-    s.expect(b'{')?;
-    s.skip_ws();
-    if s.peek()? == b'}' {
+    if s.peek()? != b'{' {
         return None;
     }
-    loop {
+    s.sequence(b'}', |s| {
         let key = s.plain_string()?;
-        s.skip_ws();
-        s.expect(b':')?;
-        s.skip_ws();
+        s.colon()?;
         match key {
-            "type" => set_once(&mut kind, s.plain_string()?)?,
-            "id" => set_once(&mut id, s.plain_string()?)?,
-            "method" => set_once(&mut method, s.plain_string()?)?,
+            "type" => set_once(&mut kind, s.plain_string()?),
+            "id" => set_once(&mut id, s.plain_string()?),
+            "method" => set_once(&mut method, s.plain_string()?),
             "params" => {
                 let start = s.pos;
                 s.value(0)?;
-                set_once(&mut params, &text[start..s.pos])?;
+                set_once(&mut params, &text[start..s.pos])
             }
             // Fields of responses and events: serde checks their types; leave it to serde.
-            "event" | "ok" | "payload" | "error" | "seq" => return None,
-            _ => s.value(0)?,
+            "event" | "ok" | "payload" | "error" | "seq" => None,
+            _ => s.value(0),
         }
-        s.skip_ws();
-        match s.next()? {
-            b',' => s.skip_ws(),
-            b'}' => break,
-            _ => return None,
-        }
-    }
+    })?;
     s.skip_ws();
     if s.pos != s.bytes.len() || kind? != "req" {
         return None;
@@ -226,6 +216,34 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The `:` between a member's key and value, with the whitespace around it.
+    fn colon(&mut self) -> Option<()> {
+        self.skip_ws();
+        self.expect(b':')?;
+        self.skip_ws();
+        Some(())
+    }
+
+    /// An object or array whose opening bracket is the next byte: `item` for each element,
+    /// comma-separated, up to `close`.
+    fn sequence(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek()? == close {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            self.skip_ws();
+            match self.next()? {
+                b',' => self.skip_ws(),
+                b if b == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
     /// Any JSON value.
     fn value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
@@ -233,44 +251,12 @@ impl<'a> Scanner<'a> {
         }
         match self.peek()? {
             b'"' => self.string(),
-            b'{' => {
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek()? == b'}' {
-                    self.pos += 1;
-                    return Some(());
-                }
-                loop {
-                    self.string()?;
-                    self.skip_ws();
-                    self.expect(b':')?;
-                    self.skip_ws();
-                    self.value(depth + 1)?;
-                    self.skip_ws();
-                    match self.next()? {
-                        b',' => self.skip_ws(),
-                        b'}' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek()? == b']' {
-                    self.pos += 1;
-                    return Some(());
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    self.skip_ws();
-                    match self.next()? {
-                        b',' => self.skip_ws(),
-                        b']' => return Some(()),
-                        _ => return None,
-                    }
-                }
-            }
+            b'{' => self.sequence(b'}', |s| {
+                s.string()?;
+                s.colon()?;
+                s.value(depth + 1)
+            }),
+            b'[' => self.sequence(b']', |s| s.value(depth + 1)),
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
             b'n' => self.literal("null"),

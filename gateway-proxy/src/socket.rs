@@ -61,9 +61,10 @@ impl Socket {
         let _ = epoll::delete(epoll, &self.tcp);
     }
 
-    /// Records what an event reported: input, room for output, or the end (hang-up, error, or
-    /// the peer's FIN) which leaves the socket readable and writable for good, so that the
-    /// next read or write reports it.
+    /// Records what an event reported: input, room for output, or an end. The peer's FIN, a
+    /// hang-up or an error leave the socket readable for good, so the next read reports it; a
+    /// hang-up or an error also leave it writable, so the next write reports it (after a FIN
+    /// alone the socket can still send).
     pub(crate) fn on_event(&mut self, flags: EventFlags) {
         if flags.intersects(EventFlags::ERR | EventFlags::HUP | EventFlags::RDHUP) {
             self.closed = true;
