@@ -12,6 +12,7 @@ use shared_protocol::Secret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::config::LimitsConfig;
 use crate::credential::TokenHash;
 use crate::pin::Pin;
 use crate::{Config, Listeners, Proxy, ProxyError, Shutdown};
@@ -33,7 +34,8 @@ pub struct LoopbackProxy {
 
 impl LoopbackProxy {
     /// Starts a proxy in front of `upstream_url` that admits one credential, `client_token`, with
-    /// `operator.read` + `operator.write`.
+    /// `operator.read` + `operator.write`, under `limits` (`LimitsConfig::default()` for the
+    /// production defaults; tests pick rates whose refill is far longer than the test).
     ///
     /// # Errors
     /// [`ProxyError`] when the certificate, the config or a socket cannot be set up.
@@ -41,11 +43,19 @@ impl LoopbackProxy {
         upstream_url: &str,
         upstream_token: &Secret,
         client_token: &Secret,
+        limits: LimitsConfig,
     ) -> Result<Self, ProxyError> {
         let dir =
             std::env::temp_dir().join(format!("gateway-proxy-loopback-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).map_err(ProxyError::Io)?;
-        let result = Self::start_in(dir.clone(), upstream_url, upstream_token, client_token).await;
+        let result = Self::start_in(
+            dir.clone(),
+            upstream_url,
+            upstream_token,
+            client_token,
+            limits,
+        )
+        .await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -57,17 +67,19 @@ impl LoopbackProxy {
         upstream_url: &str,
         upstream_token: &Secret,
         client_token: &Secret,
+        limits: LimitsConfig,
     ) -> Result<Self, ProxyError> {
         let cert = crate::tls::self_signed(&["localhost".into(), "127.0.0.1".into()])?;
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
         crate::tls::write_private(&cert_path, cert.cert_pem.as_bytes())?;
         crate::tls::write_private(&key_path, cert.key_pem.expose().as_bytes())?;
-        let config = Config::from_toml(&config_text(
+        let mut config = Config::from_toml(&config_text(
             &dir,
             upstream_url,
             upstream_token,
             &TokenHash::of(client_token.expose()).to_hex(),
         )?)?;
+        config.limits = limits;
         let tls = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(ProxyError::Io)?;

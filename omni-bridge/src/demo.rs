@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::Args;
+use gateway_proxy::config::LimitsConfig;
 use gateway_proxy::loopback::LoopbackProxy;
 use http::Method;
 use mock_gateway::MockGateway;
@@ -97,7 +98,14 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
         None
     } else {
         let credential = Secret::new(DEMO_PROXY_CREDENTIAL.to_string());
-        match LoopbackProxy::start(&mock.url(), &gateway_token, &credential).await {
+        match LoopbackProxy::start(
+            &mock.url(),
+            &gateway_token,
+            &credential,
+            LimitsConfig::default(),
+        )
+        .await
+        {
             Ok(proxy) => Some(proxy),
             Err(e) => {
                 mock.stop().await;

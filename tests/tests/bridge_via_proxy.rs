@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use gateway_proxy::config::LimitsConfig;
 use gateway_proxy::loopback::LoopbackProxy;
 use integration_tests::{Target, unique};
 use omni_bridge::config::{BridgeConfig, GatewayEntry};
@@ -20,14 +21,16 @@ const INBOUND: &str = "via-proxy-inbound-secret";
 const CREDENTIAL: &str = "via-proxy-bridge-credential";
 /// Generous: the real gateway's first turn after start takes up to ~10 s.
 const DEADLINE: Duration = Duration::from_secs(90);
+/// The per-session `chat.send` rate of the rate-limit test.
+const SESSION_CHATS_PER_MINUTE: u32 = 2;
 
-/// The real proxy in front of `target`, admitting the bridge's credential.
-async fn proxy_for(target: &Target) -> LoopbackProxy {
+/// The real proxy in front of `target`, admitting the bridge's credential, under `limits`.
+async fn proxy_for(target: &Target, limits: LimitsConfig) -> LoopbackProxy {
     let (upstream, credential) = (
         Secret::new(target.token.clone()),
         Secret::new(CREDENTIAL.into()),
     );
-    LoopbackProxy::start(&target.url, &upstream, &credential)
+    LoopbackProxy::start(&target.url, &upstream, &credential, limits)
         .await
         .unwrap()
 }
@@ -75,7 +78,7 @@ fn omni_body(chat: &str, text: &str, trace: &str) -> serde_json::Value {
 async fn a_message_and_a_reset_go_through_the_pinned_proxy() {
     for target in Target::all().await.unwrap() {
         tokio::time::timeout(DEADLINE, async {
-            let proxy = proxy_for(&target).await;
+            let proxy = proxy_for(&target, LimitsConfig::default()).await;
             let bridge = bridge_for(&proxy, proxy.pin.to_string()).await;
             let client = HttpClient::new(DEADLINE);
             let chat = unique("chat");
@@ -134,7 +137,7 @@ async fn a_message_and_a_reset_go_through_the_pinned_proxy() {
 #[tokio::test]
 async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
     let target = Target::mock().await.unwrap();
-    let proxy = proxy_for(&target).await;
+    let proxy = proxy_for(&target, LimitsConfig::default()).await;
     let wrong = format!("sha256/spki:{}", "ab".repeat(32));
     let bridge = bridge_for(&proxy, wrong).await;
     let (name, _) = bridge.pool().statuses().into_iter().next().unwrap();
@@ -156,15 +159,21 @@ async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
 
 #[tokio::test]
 async fn a_proxy_rate_limit_fails_one_conversation_and_never_opens_the_breaker() {
+    // Two chat.send per minute per session: the third is refused, and the next cell comes back
+    // only after 30 s, far longer than the refusals below take. (With the default of 30 per
+    // minute a cell came back every 2 s, and a slow CI run saw a refused session answered again.)
+    let limits = LimitsConfig {
+        chat_send_per_minute_per_session: SESSION_CHATS_PER_MINUTE,
+        ..LimitsConfig::default()
+    };
     let target = Target::mock().await.unwrap();
-    let proxy = proxy_for(&target).await;
+    let proxy = proxy_for(&target, limits).await;
     let bridge = bridge_for(&proxy, proxy.pin.to_string()).await;
     let client = HttpClient::new(DEADLINE);
     tokio::time::timeout(DEADLINE, async {
-        // The proxy's default allows 30 chat.send per minute per session: the 31st is refused.
         let chatty = unique("chatty");
         let mut refused = None;
-        for i in 0..40 {
+        for i in 0..=SESSION_CHATS_PER_MINUTE {
             let (status, reply) = post(
                 &client,
                 &bridge,
@@ -183,7 +192,10 @@ async fn a_proxy_rate_limit_fails_one_conversation_and_never_opens_the_breaker()
             }
         }
         let (i, reply) = refused.expect("the per-session limit never applied");
-        assert!(i >= 30, "refused after only {i} messages: {reply}");
+        assert_eq!(
+            i, SESSION_CHATS_PER_MINUTE,
+            "refused at message {i}: {reply}"
+        );
         // More refusals than the breaker's threshold (3 in a row): each fails at once.
         for i in 0..3 {
             let (_, reply) = post(
@@ -201,6 +213,21 @@ async fn a_proxy_rate_limit_fails_one_conversation_and_never_opens_the_breaker()
                 "{reply}"
             );
         }
+        // Every refusal was the proxy's per-session limit: the first and the three after it.
+        let metrics = client
+            .send(
+                Method::GET,
+                &format!("http://{}/metrics", proxy.admin),
+                &[],
+                None,
+            )
+            .await
+            .unwrap();
+        let metrics = String::from_utf8_lossy(&metrics.body);
+        assert!(
+            metrics.contains("gateway_proxy_rate_limited_total{limit=\"chat_send_session\"} 4\n"),
+            "{metrics}"
+        );
         // The breaker stays closed, so another conversation is answered at once.
         let (name, status) = bridge.pool().statuses().into_iter().next().unwrap();
         assert_eq!(status.breaker, BreakerState::Closed, "{name}: {status:?}");
