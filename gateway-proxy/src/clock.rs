@@ -1,6 +1,6 @@
 //! Wall-clock time for the wire (challenge `ts`, device-proof skew, audit timestamps).
 //!
-//! Durations and deadlines use `tokio::time`, except in the relay loops ([`LoopInstant`]); only
+//! Durations and deadlines use `tokio::time`, except in the relay loops (`LoopInstant`); only
 //! epoch milliseconds come from `SystemTime`.
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).

@@ -398,6 +398,10 @@ pub fn scope_set(names: &[String]) -> Result<ScopeSet, String> {
         .collect()
 }
 
+/// SHA-256 of `test`, the token of [`minimal_test_toml`]'s credential.
+#[cfg(test)]
+const TEST_TOKEN_HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
 /// The smallest valid configuration, for unit tests: a plain listener, an upstream on
 /// loopback, one credential `bridge` (token `test`, read + write).
 #[cfg(test)]
@@ -414,17 +418,13 @@ id = "bridge"
 token_sha256 = "{}"
 scopes = ["operator.read", "operator.write"]
 "#,
-        tests::HASH
+        TEST_TOKEN_HASH
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// SHA-256 of `test`.
-    pub(super) const HASH: &str =
-        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
     #[test]
     fn minimal_file_gets_explicit_defaults() {
@@ -465,7 +465,10 @@ mod tests {
                 minimal_test_toml().replace("operator.write", "operator.wrte"),
                 "unknown scope \"operator.wrte\"",
             ),
-            (minimal_test_toml().replace(HASH, "abc"), "token_sha256"),
+            (
+                minimal_test_toml().replace(TEST_TOKEN_HASH, "abc"),
+                "token_sha256",
+            ),
             (
                 minimal_test_toml().replace("token = \"gw\"", ""),
                 "GATEWAY_PROXY_UPSTREAM_TOKEN",

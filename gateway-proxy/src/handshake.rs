@@ -2,7 +2,7 @@
 //! checks on the client's own handshake relayed to the gateway ("passthrough").
 //!
 //! Every refusal is a [`Refusal`]: the answer the client gets (in the gateway's error shape),
-//! the close code, the metric outcome and the audit record. [`refuse`] delivers it.
+//! the close code, the metric outcome and the audit record. `refuse` delivers it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,8 +8,9 @@
 //! - [`config`]: the TOML file, defaults, validation.
 //! - [`credential`], [`policy`]: who may connect and what they may call.
 //! - [`handshake`]: admitting a client (exchange / passthrough); [`upstream`]: the gateway side.
-//! - [`inspector`]: the per-frame decision, with [`request_scan`] (its fast path); [`relay`]: moving frames with backpressure on the
-//!   raw sockets, with [`wire`] (framing), [`frame_cursor`] (following the gateway's frames),
+//! - [`inspector`]: the per-frame decision, with [`request_scan`] (its fast path);
+//!   [`relay`]: moving frames with backpressure on the raw sockets, with [`wire`] (framing),
+//!   [`frame_cursor`] (following the gateway's frames),
 //!   `outbox` (a socket's bounded write queue) and `socket` (a relayed socket, plain or TLS);
 //!   [`relay_loop`]: the event-loop threads that drive the relays;
 //!   [`frame_gate`], [`ws`]: the handshake's WebSocket settings and the hand-over to the relay.

@@ -80,6 +80,7 @@ impl LoopbackProxy {
             &TokenHash::of(client_token.expose()).to_hex(),
         )?)?;
         config.limits = limits;
+        config.validate()?;
         let tls = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(ProxyError::Io)?;

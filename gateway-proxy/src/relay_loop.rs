@@ -1,6 +1,6 @@
 //! Relay loops: the threads that move frames for admitted connections. Each is an event loop on
 //! its own epoll instance (nginx's model): it waits for socket readiness, drives the connections
-//! that became ready ([`Relay::drive`]) and fires their deadlines; nothing on it is async.
+//! that became ready (`Relay::drive`) and fires their deadlines; nothing on it is async.
 //! epoll is called as a raw system call (rustix): libc's wrapper, in a multi-threaded process,
 //! adds cancellation-point bookkeeping around every wait.
 //!
@@ -12,7 +12,7 @@
 //! event is a flag set on the connection and a direct call.
 //!
 //! The handshake still runs on tokio (TLS, WebSocket upgrade, authentication). Its task then
-//! hands both sockets over with [`RelayLoops::submit`] and waits, idle, for the relay's end: the
+//! hands both sockets over with `RelayLoops::submit` and waits, idle, for the relay's end: the
 //! task keeps the connection's admission permit and credential slot, and is what the graceful
 //! drain waits for. Connections are handed out round-robin and stay on their loop.
 //!
@@ -325,8 +325,7 @@ impl EventLoop {
                 }
             }
             self.fire_timers();
-            std::mem::swap(&mut self.ready, &mut self.driving);
-            let mut driving = std::mem::take(&mut self.driving);
+            let mut driving = std::mem::replace(&mut self.ready, std::mem::take(&mut self.driving));
             for slot in driving.drain(..) {
                 self.drive(slot);
             }

@@ -1,7 +1,7 @@
 //! Operator scopes, their implications, and what each method requires.
 //!
 //! Mirrors `src/gateway/method-scopes.ts` and `src/shared/session-method-scopes-base.ts` of
-//! openclaw 2026.9.6: a static table ([`crate::method_table`], generated) plus the dynamic rules
+//! openclaw 2026.9.6: a static table (`method_table`, generated) plus the dynamic rules
 //! that look at params. A method the table does not know needs admin: fail closed.
 
 use std::fmt;
