@@ -21,4 +21,8 @@ dest="$db_root/advisory-db-3157b0e258782691"
 cp -r "$db_src" "$dest"
 ( cd "$dest" && git init -q && git add -A && git -c user.email=ci@localhost -c user.name=ci commit -qm snapshot )
 sed "s|^db-path = .*|db-path = \"$db_root\"|" deny.toml > "$db_root/deny.toml"
+# `cargo deny` runs `cargo metadata` for every target platform (windows-sys, anstyle-wincon, ...),
+# while the build and the tests fetched only Linux's crates. Fetch them all first (a no-op on a warm
+# cache); only the advisory database stays offline.
+cargo fetch --locked --quiet
 cargo deny --offline --workspace --config "$db_root/deny.toml" check

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite against the bundled mock gateway: unit, property, integration and
 # end-to-end tests of every crate. Needs only cargo (the Rust toolchain); no network beyond
-# crates.io for the first build. Set OPENCLAW_REAL=1 (with a real gateway running, see
+# the Rust package registry for the first build. Set OPENCLAW_REAL=1 (with a real gateway running, see
 # ../shared/real-gateway) to also run the conformance suite against the real gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
