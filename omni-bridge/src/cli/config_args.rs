@@ -55,6 +55,16 @@ pub struct ConfigArgs {
     /// Agent name when no config file is given (the OpenClaw agent id too).
     #[arg(long, env = "OMNI_BRIDGE_AGENT", default_value = DEFAULT_AGENT_NAME, value_name = "AGENT")]
     pub agent: String,
+    /// Omni's NATS server (its NATS_URL, e.g. nats://omni:4222): handle 🗑 resets from Omni's
+    /// event stream (needs --omni-url and --omni-api-key for the confirmation text).
+    #[arg(long, env = "OMNI_NATS_URL", value_name = "URL")]
+    pub omni_nats_url: Option<String>,
+    /// Omni's REST API base URL (overrides omni.url), used for 🗑 confirmations.
+    #[arg(long, env = "OMNI_URL", value_name = "URL")]
+    pub omni_url: Option<String>,
+    /// Omni API key (overrides omni.api_key; sent as x-api-key).
+    #[arg(long, env = "OMNI_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub omni_api_key: Option<String>,
 }
 
 impl ConfigArgs {
@@ -118,6 +128,15 @@ impl ConfigArgs {
         }
         if let Some(url) = &self.public_url {
             config.public_url = Some(url.clone());
+        }
+        if let Some(url) = &self.omni_nats_url {
+            config.omni.nats_url = Some(url.clone());
+        }
+        if let Some(url) = &self.omni_url {
+            config.omni.url = Some(url.clone());
+        }
+        if let Some(key) = &self.omni_api_key {
+            config.omni.api_key = Secret::new(key.clone());
         }
         Ok(config)
     }
