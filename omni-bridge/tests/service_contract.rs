@@ -503,7 +503,9 @@ async fn shutdown_finishes_runs_in_flight_and_answers_new_messages_with_the_rest
             tokio::task::yield_now().await;
         }
         // A new message is told the bridge is restarting (200, never a refused connection)...
-        let r = svc.trigger(&message("i", "c2", "B", "late", "t-late")).await;
+        let r = svc
+            .trigger(&message("i", "c2", "B", "late", "t-late"))
+            .await;
         assert_eq!(
             (r.status.as_u16(), r.json()),
             (200, json!({ "reply": Texts::english().restarting }))
@@ -523,17 +525,34 @@ async fn shutdown_finishes_runs_in_flight_and_answers_new_messages_with_the_rest
                 )
                 .await
         });
+        // Release the run only once the retry has joined it (else the drain could end first).
+        loop {
+            let m = fresh
+                .send(http::Method::GET, &svc.url("/metrics"), &[], None)
+                .await
+                .unwrap();
+            if String::from_utf8_lossy(&m.body)
+                .contains(r#"omni_bridge_retries_total{served="joined"} 1"#)
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         gate.add_permits(1);
-        for r in [pending.await.unwrap().unwrap(), joined.await.unwrap().unwrap()] {
+        for r in [
+            pending.await.unwrap().unwrap(),
+            joined.await.unwrap().unwrap(),
+        ] {
             assert_eq!(r.status, 200);
             assert_eq!(r.json()["reply"], fake_reply("[A]: in flight"));
         }
         assert_eq!(fake.run_count(), 1);
+        let health = svc.url("/health");
         svc.task.await.unwrap().unwrap();
         // Drained: now the listener is closed.
         assert!(
             fresh
-                .send(http::Method::GET, &svc.url("/health"), &[], None)
+                .send(http::Method::GET, &health, &[], None)
                 .await
                 .is_err()
         );

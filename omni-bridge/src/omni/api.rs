@@ -94,7 +94,12 @@ impl OmniApi {
         let url = format!("{}/api/v2{path}", self.base);
         let reply = self
             .client
-            .send(method, &url, &[("x-api-key", self.key.expose().as_str())], body)
+            .send(
+                method,
+                &url,
+                &[("x-api-key", self.key.expose().as_str())],
+                body,
+            )
             .await?;
         if matches!(
             reply.status,
@@ -139,8 +144,11 @@ impl OmniApi {
     /// # Errors
     /// [`OmniError`].
     pub async fn instance(&self, id: &str) -> Result<Option<Value>, OmniError> {
-        self.get_one(&format!("/instances/{}", path_segment(id)), "GET /api/v2/instances/{id}")
-            .await
+        self.get_one(
+            &format!("/instances/{}", path_segment(id)),
+            "GET /api/v2/instances/{id}",
+        )
+        .await
     }
 
     /// `GET /api/v2/providers/{id}`; `None` for a 404.
@@ -148,8 +156,11 @@ impl OmniApi {
     /// # Errors
     /// [`OmniError`].
     pub async fn provider(&self, id: &str) -> Result<Option<Value>, OmniError> {
-        self.get_one(&format!("/providers/{}", path_segment(id)), "GET /api/v2/providers/{id}")
-            .await
+        self.get_one(
+            &format!("/providers/{}", path_segment(id)),
+            "GET /api/v2/providers/{id}",
+        )
+        .await
     }
 
     async fn get_one(&self, path: &str, what: &str) -> Result<Option<Value>, OmniError> {

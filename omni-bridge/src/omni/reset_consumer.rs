@@ -155,12 +155,13 @@ pub struct Attached {
     pub done: kv::Store,
 }
 
-/// Connects, then creates (or finds) the durable consumer and the marker bucket. Idempotent:
-/// `register --omni-nats-url` calls it so that no 🗑 sent before `serve` starts is missed.
+/// Connects and finds Omni's `MESSAGE` stream; changes nothing (`register` checks this first).
 ///
 /// # Errors
-/// [`NatsSetupError`] naming the step (connect, Omni's `MESSAGE` stream, consumer, bucket).
-pub async fn attach(config: &ResetStreamConfig) -> Result<Attached, NatsSetupError> {
+/// [`NatsSetupError`] naming the step.
+pub async fn check_stream(
+    config: &ResetStreamConfig,
+) -> Result<(jetstream::Context, jetstream::stream::Stream), NatsSetupError> {
     let client = async_nats::ConnectOptions::new()
         .name("omni-bridge")
         .connection_timeout(Duration::from_secs(10))
@@ -171,6 +172,16 @@ pub async fn attach(config: &ResetStreamConfig) -> Result<Attached, NatsSetupErr
     let stream = js.get_stream(MESSAGE_STREAM).await.map_err(|e| {
         setup_error("find Omni's MESSAGE stream (does Omni run with this NATS?)")(&e)
     })?;
+    Ok((js, stream))
+}
+
+/// Connects, then creates (or finds) the durable consumer and the marker bucket. Idempotent:
+/// `register --omni-nats-url` calls it so that no 🗑 sent before `serve` starts is missed.
+///
+/// # Errors
+/// [`NatsSetupError`] naming the step (connect, Omni's `MESSAGE` stream, consumer, bucket).
+pub async fn attach(config: &ResetStreamConfig) -> Result<Attached, NatsSetupError> {
+    let (js, stream) = check_stream(config).await?;
     let consumer: PullConsumer = stream
         .get_or_create_consumer(&config.durable, config.consumer_config())
         .await
@@ -470,7 +481,11 @@ impl ResetConsumer {
                 return TrashResult::RetryLater;
             }
         };
-        let Some(route) = self.service.route(&agent, Some(&event.instance_id)).cloned() else {
+        let Some(route) = self
+            .service
+            .route(&agent, Some(&event.instance_id))
+            .cloned()
+        else {
             tracing::error!(agent_id = %agent, "🗑 Omni routes the instance to an agent this bridge does not serve");
             return TrashResult::NotRouted;
         };

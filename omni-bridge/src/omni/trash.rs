@@ -35,11 +35,27 @@ mod tests {
     #[test]
     fn matches_omnis_pattern() {
         for yes in [
-            "🗑", "🗑️", " 🗑 ", "\n🗑️\t", "\u{200D}🗑\u{FE0F}\u{FE0F}", "\u{FEFF}🗑", "\u{FE0F}🗑",
+            "🗑",
+            "🗑️",
+            " 🗑 ",
+            "\n🗑️\t",
+            "\u{200D}🗑\u{FE0F}\u{FE0F}",
+            "\u{FEFF}🗑",
+            "\u{FE0F}🗑",
         ] {
             assert!(is_trash_only(yes), "{yes:?}");
         }
-        for no in ["", " ", "🗑🗑", "🗑 x", "x🗑", "trash", "\u{FE0F}", "🗑 🗑", "/reset"] {
+        for no in [
+            "",
+            " ",
+            "🗑🗑",
+            "🗑 x",
+            "x🗑",
+            "trash",
+            "\u{FE0F}",
+            "🗑 🗑",
+            "/reset",
+        ] {
             assert!(!is_trash_only(no), "{no:?}");
         }
     }

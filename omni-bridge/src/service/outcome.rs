@@ -234,7 +234,11 @@ mod tests {
             assert_eq!(a.outcome.status(), StatusCode::OK, "{kind:?}");
             assert_eq!(a.reply.as_deref(), Some(text.as_str()), "{kind:?}");
         }
-        for o in [Outcome::TooLong, Outcome::ShuttingDown, Outcome::UnknownAgent] {
+        for o in [
+            Outcome::TooLong,
+            Outcome::ShuttingDown,
+            Outcome::UnknownAgent,
+        ] {
             assert_eq!(o.status(), StatusCode::OK);
             assert!(o.text(&t).is_some(), "{o:?}");
         }
@@ -245,7 +249,13 @@ mod tests {
         );
         assert_eq!(Outcome::Invalid(Malformed::Body).text(&t), None);
         // Distinct texts: "taking longer" is said only for a timeout.
-        let texts = [&t.unavailable, &t.taking_too_long, &t.agent_error, &t.busy, &t.restarting];
+        let texts = [
+            &t.unavailable,
+            &t.taking_too_long,
+            &t.agent_error,
+            &t.busy,
+            &t.restarting,
+        ];
         let distinct: std::collections::HashSet<_> = texts.iter().collect();
         assert_eq!(distinct.len(), texts.len());
     }

@@ -59,10 +59,11 @@ impl Texts {
             taking_too_long:
                 "O assistente está demorando mais que o esperado. Tente novamente em instantes."
                     .into(),
-            agent_error: "O assistente teve um problema e não conseguiu responder. Tente novamente."
-                .into(),
-            busy: "O assistente está atendendo muitas conversas agora. Tente novamente em instantes."
-                .into(),
+            agent_error:
+                "O assistente teve um problema e não conseguiu responder. Tente novamente.".into(),
+            busy:
+                "O assistente está atendendo muitas conversas agora. Tente novamente em instantes."
+                    .into(),
             restarting: "O assistente está reiniciando. Envie sua mensagem novamente em instantes."
                 .into(),
             message_too_long: "Sua mensagem é muito longa. Encurte-a e tente novamente.".into(),

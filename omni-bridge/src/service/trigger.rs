@@ -101,7 +101,10 @@ impl Service {
     ) -> (Answer, Served) {
         let default_texts = &self.inner.default_texts;
         let refuse = |outcome: Outcome, detail: String| {
-            (Answer::failed(outcome, default_texts, detail), Served::Direct)
+            (
+                Answer::failed(outcome, default_texts, detail),
+                Served::Direct,
+            )
         };
         match http_util::bearer(req.headers(), &self.inner.inbound_token) {
             Bearer::Valid => {}
