@@ -92,7 +92,7 @@ async fn long_replies_reach_the_chat_in_full() {
         let (config, listener) = s.config("long").await;
         let mut bridge = s.bridge(&config, listener).await;
         let chat = chat_id();
-        let long: String = (0..700).map(|i| format!("w{i} ")).collect();
+        let long: String = (0..1200).map(|i| format!("w{i} ")).collect();
         let long = long.trim_end().to_string();
         s.say(chat, chat, "Alice", &long).await;
         // Telegram takes 4096 characters a message: Omni splits the one reply part.

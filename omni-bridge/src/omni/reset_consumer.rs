@@ -189,18 +189,49 @@ pub async fn attach(config: &ResetStreamConfig) -> Result<Attached, NatsSetupErr
     let bucket = config.done_bucket();
     let done = match js.get_key_value(&bucket).await {
         Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: bucket.clone(),
-                description: "omni-bridge: 🗑 messages already handled".into(),
-                history: 1,
-                max_age: DONE_MARKER_TTL,
-                ..kv::Config::default()
-            })
-            .await
-            .map_err(|e| setup_error("create the done-marker bucket")(&e))?,
+        Err(_) => {
+            create_bucket(&js, &bucket).await?;
+            js.get_key_value(&bucket)
+                .await
+                .map_err(|e| setup_error("open the done-marker bucket")(&e))?
+        }
     };
     Ok(Attached { consumer, done })
+}
+
+/// Creates the done-marker bucket: the stream a key-value bucket is (`KV_<bucket>`, subjects
+/// `$KV.<bucket>.>`, one value per key, [`DONE_MARKER_TTL`]). Sent as the plain JetStream API
+/// request, because the client's own bucket creation sends fields that NATS 2.9 (the server Omni's
+/// kit runs) answers in a shape the client cannot read; reading and writing work on both.
+async fn create_bucket(js: &jetstream::Context, bucket: &str) -> Result<(), NatsSetupError> {
+    let body = serde_json::json!({
+        "name": format!("KV_{bucket}"),
+        "description": "omni-bridge: 🗑 messages already handled",
+        "subjects": [format!("$KV.{bucket}.>")],
+        "retention": "limits",
+        "max_msgs_per_subject": 1,
+        "max_age": u64::try_from(DONE_MARKER_TTL.as_nanos()).unwrap_or(u64::MAX),
+        "discard": "new",
+        "storage": "file",
+        "num_replicas": 1,
+        "allow_rollup_hdrs": true,
+        "deny_delete": true,
+        "allow_direct": true,
+    });
+    let answer: serde_json::Value = js
+        .request(format!("STREAM.CREATE.KV_{bucket}"), &body)
+        .await
+        .map_err(|e| setup_error("create the done-marker bucket")(&e))?;
+    match answer.get("error") {
+        // 10058: a stream of that name exists (another replica made it meanwhile).
+        Some(e) if e.get("err_code").and_then(serde_json::Value::as_u64) != Some(10058) => {
+            Err(NatsSetupError {
+                what: "create the done-marker bucket",
+                message: e.to_string(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where a test stops the consumer to play a crash (the consumer then never acks).
