@@ -88,7 +88,9 @@ async fn two_people_and_a_group_chat_each_get_their_own_answer() {
 /// bridge's 100 KiB limit gets the "too long" text instead of silence.
 #[tokio::test]
 async fn long_messages_get_the_reply_or_the_too_long_text() {
-    let Some(s) = Suite::start().await else { return };
+    let Some(s) = Suite::start().await else {
+        return;
+    };
     bounded(async {
         let (config, listener) = s.config("long").await;
         let mut bridge = s.bridge(&config, listener).await;
@@ -212,7 +214,7 @@ async fn an_unreachable_gateway_gets_the_unavailable_text_never_taking_longer() 
             s.say(chat, chat, "Dan", &format!("anyone there {i}")).await;
             assert_eq!(
                 s.wait_chat(chat, 1).await,
-                [unavailable.clone()],
+                std::slice::from_ref(&unavailable),
                 "message {i}"
             );
         }
@@ -244,7 +246,10 @@ async fn a_failing_agent_gets_the_agent_error_text() {
         let texts = Texts::english();
         let chat = chat_id();
         s.say(chat, chat, "Eve", "FAIL500 please").await;
-        assert_eq!(s.wait_chat(chat, 1).await, [texts.agent_error.clone()]);
+        assert_eq!(
+            s.wait_chat(chat, 1).await,
+            std::slice::from_ref(&texts.agent_error)
+        );
         bridge.stop().await;
     })
     .await;
@@ -294,7 +299,7 @@ async fn more_runs_than_the_in_flight_limit_each_get_an_answer() {
         }
         let busy = Texts::english().busy;
         for c in others {
-            assert_eq!(s.wait_chat(c, 1).await, [busy.clone()]);
+            assert_eq!(s.wait_chat(c, 1).await, std::slice::from_ref(&busy));
         }
         assert_eq!(
             s.wait_chat(first, 1).await,
@@ -333,7 +338,7 @@ async fn a_graceful_shutdown_while_messages_arrive_leaves_nobody_in_silence() {
         }
         let restarting = Texts::english().restarting;
         for c in late {
-            assert_eq!(s.wait_chat(c, 1).await, [restarting.clone()]);
+            assert_eq!(s.wait_chat(c, 1).await, std::slice::from_ref(&restarting));
         }
         assert_eq!(
             s.wait_chat(first, 1).await,

@@ -263,7 +263,7 @@ impl Suite {
             .unwrap();
         for p in items(&list) {
             let name = str_field(&p, "name").unwrap_or("");
-            if providers.iter().any(|want| name == *want) || name.contains(&self.run_id) {
+            if providers.contains(&name) || name.contains(&self.run_id) {
                 let id = str_field(&p, "id").unwrap_or("");
                 let _ = self
                     .omni
