@@ -60,13 +60,7 @@ struct RawPayload {
     external_id: serde_json::Value,
     chat_id: serde_json::Value,
     from: serde_json::Value,
-    content: RawContent,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct RawContent {
-    text: serde_json::Value,
+    content: serde_json::Value,
 }
 
 #[derive(Deserialize, Default)]
@@ -102,10 +96,12 @@ impl MessageReceived {
             chat_id: text_of(&raw.payload.chat_id).ok_or(EventError::NoChat)?,
             from: text_of(&raw.payload.from),
             external_id: text_of(&raw.payload.external_id),
-            text: match &raw.payload.content.text {
-                serde_json::Value::String(s) => Some(s.clone()),
-                _ => None,
-            },
+            text: raw
+                .payload
+                .content
+                .get("text")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
         })
     }
 
