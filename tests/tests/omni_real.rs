@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use omni_bridge::cli::Cli;
 use omni_bridge::omni::api::{items, str_field};
-use omni_bridge::omni::reset_consumer::{CrashPoint, Pause, attach};
+use omni_bridge::omni::reset_consumer::{CrashPoint, Pause};
 use omni_bridge::register::http::Method;
 use omni_bridge::register::register;
 use omni_bridge::service::bridge::StartOptions;
@@ -192,6 +192,66 @@ async fn registration_with_omnis_own_cli_works_too() {
     s.finish(&[name.as_str()]).await;
 }
 
+/// Omni's own retry: a load balancer in front of the bridge fails the first delivery (502) after
+/// the bridge got it; Omni (provider with `retries: 1`, Omni's default) POSTs again 1 s later with
+/// the same traceId, the bridge joins the run in flight, and the person reads one reply.
+#[tokio::test]
+async fn omnis_retry_joins_the_run_and_the_person_reads_one_reply() {
+    let Some(s) = Suite::start().await else {
+        return;
+    };
+    bounded(async {
+        let (config, listener) = s.config("retry").await;
+        let running =
+            omni_bridge::service::bridge::RunningBridge::start_standalone(&config, listener)
+                .unwrap();
+        let bridge = Bridge {
+            addr: running.addr(),
+            running: Some(running),
+        };
+        let front = FlakyFront::start(bridge.addr).await;
+        let mut via_front = config.clone();
+        via_front.public_url = Some(format!("http://{}", front.addr));
+        let report = register(&s.http, &s.register_options(&via_front))
+            .await
+            .unwrap();
+        s.omni
+            .call_ok(
+                Method::PATCH,
+                &format!("/providers/{}", report.provider_id),
+                Some(&serde_json::json!({"schemaConfig": {"mode": "round-trip", "retries": 1}})),
+                "PATCH provider",
+            )
+            .await
+            .unwrap();
+        let chat = chat_id();
+        s.say(chat, chat, "Ned", "SLOW once please").await;
+        assert_eq!(
+            s.wait_chat(chat, 1).await,
+            [fake_reply("[Ned]: SLOW once please")]
+        );
+        assert_eq!(front.posts.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            bridge
+                .metric(r#"omni_bridge_retries_total{served="joined"}"#)
+                .await,
+            1
+        );
+        if let Some(mock) = &s.gateway.mock {
+            let sends = mock
+                .requests()
+                .iter()
+                .filter(|r| r.method == "chat.send")
+                .count();
+            assert_eq!(sends, 1, "one agent run for two deliveries");
+        }
+        let mut bridge = bridge;
+        bridge.stop().await;
+    })
+    .await;
+    s.finish(&[]).await;
+}
+
 #[tokio::test]
 async fn an_unreachable_gateway_gets_the_unavailable_text_never_taking_longer() {
     let Some(s) = Suite::start().await else {
@@ -362,8 +422,7 @@ async fn trash_resets_the_session_and_is_confirmed_in_the_chat() {
         config.omni.api_key = shared_protocol::Secret::new(s.api_key.clone());
         config.omni.nats_url = Some(s.nats_url.clone());
         config.omni.nats_consumer = format!("omni-bridge-t{}", s.run_id);
-        // As `register --omni-nats-url` does: the consumer exists before the first 🗑.
-        attach(&config.omni.reset_stream().unwrap()).await.unwrap();
+        // Registered with --omni-nats-url: the consumer exists before the first 🗑.
         let mut bridge = s.bridge(&config, listener).await;
         let chat = chat_id();
         let key = format!("agent:main:omni-{}-{chat}", s.instance);
@@ -412,7 +471,6 @@ async fn trash_is_handled_exactly_once_across_bridge_restarts() {
             config.omni.nats_url = Some(s.nats_url.clone());
             config.omni.nats_consumer = format!("omni-bridge-t{}-c{i}", s.run_id);
             config.omni.nats_ack_wait_secs = 1;
-            attach(&config.omni.reset_stream().unwrap()).await.unwrap();
             let reached = Arc::new(Notify::new());
             let mut first = s.bridge_with(
                 &config,

@@ -188,7 +188,8 @@ impl Suite {
             inbound_token: Secret::new(INBOUND.into()),
             bridge_deadline: config.max_run_budget(),
             instance: Some(self.instance.clone()),
-            nats: None,
+            // As `register --omni-nats-url`: the 🗑 consumer exists before the first 🗑.
+            nats: config.omni.reset_stream(),
             dry_run: false,
             agent,
         }
@@ -389,4 +390,101 @@ pub async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
     tokio::time::timeout(TEST_DEADLINE, f)
         .await
         .expect("test deadline");
+}
+
+/// A load balancer in front of the bridge that breaks once: the first POST is handed to the
+/// bridge (its run starts) and answered 502 at once; everything else is passed through. Omni
+/// retries a 5xx once when the provider's `schemaConfig.retries` is 1.
+pub struct FlakyFront {
+    pub addr: SocketAddr,
+    /// POSTs seen.
+    pub posts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FlakyFront {
+    pub async fn start(bridge: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let posts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = posts.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let _ = front_connection(conn, bridge, counter).await;
+                });
+            }
+        });
+        Self { addr, posts, task }
+    }
+}
+
+impl Drop for FlakyFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn front_connection(
+    mut client: tokio::net::TcpStream,
+    bridge: SocketAddr,
+    posts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    loop {
+        let Some(request) = read_message(&mut client).await? else {
+            return Ok(());
+        };
+        let mut upstream = tokio::net::TcpStream::connect(bridge).await?;
+        upstream.write_all(&request).await?;
+        let is_post = request.starts_with(b"POST ");
+        if is_post && posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::spawn(async move {
+                let _ = read_message(&mut upstream).await;
+            });
+            client
+                .write_all(
+                    b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await?;
+            return Ok(());
+        }
+        let Some(response) = read_message(&mut upstream).await? else {
+            return Ok(());
+        };
+        client.write_all(&response).await?;
+    }
+}
+
+/// One HTTP/1.1 message with a `content-length` body (what Bun and the bridge send); `None` at EOF.
+async fn read_message(s: &mut tokio::net::TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        assert!(buf.len() < 1 << 20, "headers too large");
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(Some(buf))
 }
