@@ -14,6 +14,23 @@ use crate::config::{
 /// Gateway URL used when neither a config file nor `--gateway-url` names one.
 pub const DEFAULT_GATEWAY_URL: &str = "ws://127.0.0.1:18789";
 
+/// The bridge as Omni sees it: the secret Omni sends and the URL it posts to (shared by `serve`,
+/// `check-gateway` and `register`).
+#[derive(Debug, Clone, Args)]
+pub struct InboundArgs {
+    /// Secret Omni sends as `Authorization: Bearer` (the provider's apiKey).
+    #[arg(
+        long,
+        env = "OMNI_BRIDGE_INBOUND_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub inbound_token: Option<String>,
+    /// Public base URL of the bridge as Omni reaches it (overrides `public_url`).
+    #[arg(long, env = "OMNI_BRIDGE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
 /// Config file and overrides.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
@@ -41,17 +58,9 @@ pub struct ConfigArgs {
     /// (repeatable; wss:// only).
     #[arg(long = "gateway-pin", value_name = "PIN")]
     pub gateway_pins: Vec<String>,
-    /// Secret Omni sends as `Authorization: Bearer` (the provider's apiKey).
-    #[arg(
-        long,
-        env = "OMNI_BRIDGE_INBOUND_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub inbound_token: Option<String>,
-    /// Public base URL of the bridge as Omni reaches it (overrides `public_url`).
-    #[arg(long, env = "OMNI_BRIDGE_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
+    /// The bridge as Omni reaches it.
+    #[command(flatten)]
+    pub inbound: InboundArgs,
     /// Agent name when no config file is given (the OpenClaw agent id too).
     #[arg(long, env = "OMNI_BRIDGE_AGENT", default_value = DEFAULT_AGENT_NAME, value_name = "AGENT")]
     pub agent: String,
@@ -123,10 +132,10 @@ impl ConfigArgs {
             };
             g.pins.extend(self.gateway_pins.iter().cloned());
         }
-        if let Some(token) = &self.inbound_token {
+        if let Some(token) = &self.inbound.inbound_token {
             config.inbound_token = Secret::new(token.clone());
         }
-        if let Some(url) = &self.public_url {
+        if let Some(url) = &self.inbound.public_url {
             config.public_url = Some(url.clone());
         }
         if let Some(url) = &self.omni_nats_url {

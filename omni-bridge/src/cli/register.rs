@@ -11,6 +11,7 @@ use clap::Args;
 use shared_protocol::Secret;
 
 use super::CliError;
+use super::config_args::InboundArgs;
 use crate::config::{BridgeConfig, ConfigError, DEFAULT_AGENT_NAME, OmniConfig};
 use crate::register::{RegisterOptions, http::HttpClient, register};
 
@@ -41,17 +42,9 @@ pub struct RegisterArgs {
     /// Agent name in the trigger path (with a config file: one of its [agents]).
     #[arg(long, env = "OMNI_BRIDGE_AGENT", value_name = "AGENT")]
     pub agent: Option<String>,
-    /// Public base URL of the bridge as Omni reaches it (overrides public_url).
-    #[arg(long, env = "OMNI_BRIDGE_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
-    /// The bridge's inbound secret; Omni sends it as `Authorization: Bearer`.
-    #[arg(
-        long,
-        env = "OMNI_BRIDGE_INBOUND_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub inbound_token: Option<String>,
+    /// The bridge's public URL and inbound secret (over public_url / inbound_token of the file).
+    #[command(flatten)]
+    pub inbound: InboundArgs,
     /// Omni API base URL.
     #[arg(
         long,
@@ -108,6 +101,7 @@ impl RegisterArgs {
         })?;
         let agent = &config.agents[&agent_name];
         let public_url = self
+            .inbound
             .public_url
             .clone()
             .or_else(|| config.public_url.clone())
@@ -123,6 +117,7 @@ impl RegisterArgs {
             .into());
         }
         let inbound = self
+            .inbound
             .inbound_token
             .clone()
             .map(Secret::new)

@@ -656,6 +656,15 @@ fn plan_only(opts: &RegisterOptions, found: &Found, report: &mut RegisterReport)
     report.nats_consumer = opts.nats.as_ref().map(|n| n.durable.clone());
 }
 
+/// The id of a row Omni just created.
+fn require_id(created: &Value, what: &str) -> Result<String, OmniError> {
+    id_of(created).ok_or_else(|| OmniError::Unexpected {
+        status: 201,
+        what: what.to_string(),
+        body: "no id in the answer".into(),
+    })
+}
+
 fn agent_row_body(opts: &RegisterOptions, provider_id: &str) -> Value {
     json!({
         "name": opts.provider_name(),
@@ -699,12 +708,7 @@ async fn apply(
                     "POST /api/v2/providers",
                 )
                 .await?;
-            let id = id_of(&reply).ok_or_else(|| OmniError::Unexpected {
-                status: 201,
-                what: "POST /api/v2/providers".into(),
-                body: "no id in the answer".into(),
-            })?;
-            (id, true)
+            (require_id(&reply, "POST /api/v2/providers")?, true)
         }
     };
     report.provider_id.clone_from(&provider_id);
@@ -791,12 +795,7 @@ async fn find_or_create_agent_row(
             "POST /api/v2/agents",
         )
         .await?;
-    let id = id_of(&reply).ok_or_else(|| OmniError::Unexpected {
-        status: 201,
-        what: "POST /api/v2/agents".into(),
-        body: "no id in the answer".into(),
-    })?;
-    Ok((id, true))
+    Ok((require_id(&reply, "POST /api/v2/agents")?, true))
 }
 
 #[cfg(test)]
