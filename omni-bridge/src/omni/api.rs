@@ -238,6 +238,18 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_api_key_never_shows() {
+        let api = OmniApi::new(
+            HttpClient::default(),
+            "http://omni:8882/",
+            Secret::new("omni_sk_topsecret".into()),
+        );
+        let shown = format!("{api:?}");
+        assert!(!shown.contains("topsecret"), "{shown}");
+        assert_eq!(api.base_url(), "http://omni:8882");
+    }
+
+    #[test]
     fn envelopes_and_path_segments() {
         assert_eq!(items(&json!({"items": [1]})), vec![json!(1)]);
         assert_eq!(items(&json!([2])), vec![json!(2)]);
