@@ -178,7 +178,12 @@ impl OmniConfig {
         })
     }
 
+    /// Checked only when the 🗑 consumer is on (`OMNI_URL` in the environment of a bridge that
+    /// does not use it is no error).
     fn validate(&self) -> Result<(), ConfigError> {
+        let Some(stream) = self.reset_stream() else {
+            return Ok(());
+        };
         if let Some(url) = &self.url
             && !url.starts_with("http://")
         {
@@ -187,9 +192,6 @@ impl OmniConfig {
                 format!("{url:?} must start with http:// (https is not supported by this client)"),
             ));
         }
-        let Some(stream) = self.reset_stream() else {
-            return Ok(());
-        };
         stream
             .validate()
             .map_err(|m| ConfigError::invalid("omni.nats_url", m))?;
@@ -588,6 +590,27 @@ unavailable = "down"
         assert_eq!(
             c.trigger_url("main"),
             "http://127.0.0.1:8090/omni/agents/main/trigger"
+        );
+    }
+
+    #[test]
+    fn the_trash_consumer_needs_omnis_url_and_key() {
+        let mut c = BridgeConfig::from_toml(GOOD).unwrap();
+        c.omni.url = Some("https://omni".into());
+        c.validate().unwrap();
+        c.omni.nats_url = Some("nats://127.0.0.1:4222".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("omni.url"), "{err}");
+        c.omni.url = Some("http://omni:8882".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("omni.api_key"), "{err}");
+        c.omni.api_key = Secret::new("k".into());
+        c.validate().unwrap();
+        c.omni.nats_consumer = "bad.name".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("omni.nats_url") && err.contains("bad.name"),
+            "{err}"
         );
     }
 
