@@ -21,6 +21,11 @@
 //!
 //! [texts.en]
 //! unavailable = "Our assistant is offline for a minute."
+//!
+//! [omni]                                    # optional: 🗑 resets from Omni's event stream
+//! url = "http://omni:8882"                  # Omni's REST API (confirmations), or OMNI_URL
+//! api_key = "omni_sk_..."                   # or OMNI_API_KEY
+//! nats_url = "nats://omni:4222"             # Omni's NATS_URL, or OMNI_NATS_URL
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,7 +36,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use shared_protocol::{AgentId, Secret};
 
-use crate::service::texts::TextOverrides;
+use crate::omni::reset_consumer::ResetStreamConfig;
+use crate::service::texts::{TextOverrides, Texts};
 
 /// Where the bridge listens when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
@@ -122,6 +128,87 @@ pub struct BridgeConfig {
     /// User-facing texts per locale (`en`, `pt-BR`, ...), over the built-in ones.
     #[serde(default)]
     pub texts: BTreeMap<String, TextOverrides>,
+    /// Omni itself: its REST API and event stream, for 🗑 resets.
+    #[serde(default)]
+    pub omni: OmniConfig,
+}
+
+/// Omni's REST API and NATS, for what the bridge asks of Omni beyond answering triggers: with
+/// `nats_url` set, the bridge consumes Omni's `message.received` events and handles 🗑 resets
+/// (see [`crate::omni::reset_consumer`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmniConfig {
+    /// Omni's base URL, e.g. `http://omni:8882`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Omni API key (`x-api-key`).
+    #[serde(default)]
+    pub api_key: Secret,
+    /// Omni's NATS server (its `NATS_URL`); enables the 🗑 reset consumer.
+    #[serde(default)]
+    pub nats_url: Option<String>,
+    /// Durable consumer name, shared by the replicas of one deployment.
+    #[serde(default = "default_nats_consumer")]
+    pub nats_consumer: String,
+    /// Seconds before an unacknowledged 🗑 is delivered again.
+    #[serde(default = "default_ack_wait")]
+    pub nats_ack_wait_secs: u64,
+}
+
+impl Default for OmniConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            api_key: Secret::default(),
+            nats_url: None,
+            nats_consumer: default_nats_consumer(),
+            nats_ack_wait_secs: default_ack_wait(),
+        }
+    }
+}
+
+impl OmniConfig {
+    /// The reset consumer's settings, when `nats_url` is set.
+    pub fn reset_stream(&self) -> Option<ResetStreamConfig> {
+        self.nats_url.as_ref().map(|url| ResetStreamConfig {
+            nats_url: url.clone(),
+            durable: self.nats_consumer.clone(),
+            ack_wait: Duration::from_secs(self.nats_ack_wait_secs),
+        })
+    }
+
+    /// Checked only when the 🗑 consumer is on (`OMNI_URL` in the environment of a bridge that
+    /// does not use it is no error).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(stream) = self.reset_stream() else {
+            return Ok(());
+        };
+        if let Some(url) = &self.url
+            && !url.starts_with("http://")
+        {
+            return Err(ConfigError::invalid(
+                "omni.url",
+                format!("{url:?} must start with http:// (https is not supported by this client)"),
+            ));
+        }
+        stream
+            .validate()
+            .map_err(|m| ConfigError::invalid("omni.nats_url", m))?;
+        if self.url.is_none() {
+            return Err(ConfigError::invalid(
+                "omni.url",
+                "is required with omni.nats_url: 🗑 confirmations go through Omni's REST API (--omni-url or OMNI_URL)",
+            ));
+        }
+        if self.api_key.expose().trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "omni.api_key",
+                "is required with omni.nats_url (--omni-api-key or OMNI_API_KEY)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One OpenClaw gateway.
@@ -232,6 +319,12 @@ fn default_run_timeout() -> u64 {
 fn default_gateway_name() -> String {
     DEFAULT_GATEWAY_NAME.to_string()
 }
+fn default_nats_consumer() -> String {
+    crate::omni::reset_consumer::DEFAULT_DURABLE.to_string()
+}
+fn default_ack_wait() -> u64 {
+    crate::omni::reset_consumer::DEFAULT_ACK_WAIT.as_secs()
+}
 fn default_reset_command() -> String {
     DEFAULT_RESET_COMMAND.to_string()
 }
@@ -255,6 +348,7 @@ impl BridgeConfig {
             )]),
             instances: BTreeMap::new(),
             texts: BTreeMap::new(),
+            omni: OmniConfig::default(),
         }
     }
 
@@ -279,6 +373,15 @@ impl BridgeConfig {
     /// The parser's message, which names the key and line.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The built-in texts of `locale` with the file's `[texts.<locale>]` over them.
+    pub fn texts_for(&self, locale: &str) -> Texts {
+        let texts = Texts::builtin(locale);
+        match self.texts.get(locale) {
+            Some(over) => texts.with(over),
+            None => texts,
+        }
     }
 
     /// The shutdown grace period.
@@ -397,7 +500,7 @@ impl BridgeConfig {
                 ConfigError::invalid(format!("agents.{name}.texts.{field}"), "is empty")
             })?;
         }
-        Ok(())
+        self.omni.validate()
     }
 }
 
@@ -487,6 +590,27 @@ unavailable = "down"
         assert_eq!(
             c.trigger_url("main"),
             "http://127.0.0.1:8090/omni/agents/main/trigger"
+        );
+    }
+
+    #[test]
+    fn the_trash_consumer_needs_omnis_url_and_key() {
+        let mut c = BridgeConfig::from_toml(GOOD).unwrap();
+        c.omni.url = Some("https://omni".into());
+        c.validate().unwrap();
+        c.omni.nats_url = Some("nats://127.0.0.1:4222".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("omni.url"), "{err}");
+        c.omni.url = Some("http://omni:8882".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("omni.api_key"), "{err}");
+        c.omni.api_key = Secret::new("k".into());
+        c.validate().unwrap();
+        c.omni.nats_consumer = "bad.name".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("omni.nats_url") && err.contains("bad.name"),
+            "{err}"
         );
     }
 

@@ -107,8 +107,14 @@ async fn auth_and_invalid_requests_get_machine_readable_errors() {
         assert_eq!(r.json()["error"]["kind"], "unauthorized");
         let r = svc.trigger_raw("main", &body, Some("wrong")).await;
         assert_eq!(r.status, 401);
+        // A provider pointing at an agent this bridge does not serve: the person still hears
+        // something, and the metric says what really happened.
         let r = svc.trigger_raw("ghost", &body, Some(INBOUND)).await;
-        assert_eq!(r.status, 404);
+        assert_eq!(
+            (r.status.as_u16(), r.json()),
+            (200, json!({ "reply": Texts::english().unavailable }))
+        );
+        assert_eq!(fake.run_count(), 0);
         let r = svc.trigger_raw("main", "{not json", Some(INBOUND)).await;
         assert_eq!(r.status, 400);
         assert_eq!(r.json()["error"]["retryable"], false);
@@ -183,7 +189,7 @@ async fn a_retry_while_in_flight_joins_and_after_completion_is_replayed() {
 }
 
 #[tokio::test]
-async fn failures_become_user_texts_and_backpressure_asks_omni_to_retry() {
+async fn every_failure_is_a_200_with_its_text_and_nothing_started_is_not_cached() {
     within(async {
         let fake = FakeBackend::new();
         let svc = start(base_config(), fake.clone()).await;
@@ -192,7 +198,9 @@ async fn failures_become_user_texts_and_backpressure_asks_omni_to_retry() {
             (BackendErrorKind::CircuitOpen, en.unavailable.clone()),
             (BackendErrorKind::Unavailable, en.unavailable.clone()),
             (BackendErrorKind::Timeout, en.taking_too_long.clone()),
-            (BackendErrorKind::AgentFailed, en.taking_too_long.clone()),
+            (BackendErrorKind::AgentFailed, en.agent_error.clone()),
+            (BackendErrorKind::Backpressure, en.busy.clone()),
+            (BackendErrorKind::Closed, en.restarting.clone()),
         ];
         for (i, (kind, text)) in cases.into_iter().enumerate() {
             fake.script
@@ -213,12 +221,15 @@ async fn failures_become_user_texts_and_backpressure_asks_omni_to_retry() {
         )));
         let body = message("i", "c", "A", "hi", "t-bp");
         let r = svc.trigger(&body).await;
-        assert_eq!(r.status, 503);
-        assert_eq!(r.json()["error"]["retryable"], true);
-        // Nothing reached the agent, so the retry starts the run afresh.
+        assert_eq!(
+            (r.status.as_u16(), r.json()),
+            (200, json!({ "reply": en.busy }))
+        );
+        // Nothing reached the agent, so a repeat of the trace starts the run afresh.
         let before = fake.run_count();
         let r = svc.trigger(&body).await;
         assert_eq!(r.status, 200);
+        assert_eq!(r.json(), json!({ "reply": fake_reply("[A]: hi") }));
         assert_eq!(fake.run_count(), before + 1);
         // An empty reply sends nothing.
         fake.script.lock().push_back(Step::Reply("  ".into()));
@@ -455,7 +466,7 @@ async fn head_health_ready_and_metrics() {
 }
 
 #[tokio::test]
-async fn shutdown_lets_in_flight_requests_finish() {
+async fn shutdown_finishes_runs_in_flight_and_answers_new_messages_with_the_restarting_text() {
     within(async {
         let fake = FakeBackend::new();
         let gate = fake.hold();
@@ -465,6 +476,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
         let client = svc.client.clone();
         let url = svc.url("/omni/agents/main/trigger");
         let body = message("i", "c", "A", "in flight", "t-shut");
+        let retry = body.clone();
         let pending = tokio::spawn(async move {
             client
                 .send(
@@ -477,26 +489,73 @@ async fn shutdown_lets_in_flight_requests_finish() {
         });
         fake.wait_started(1).await;
         svc.shutdown.cancel();
-        // The listener closes: a new connection is refused.
-        let fresh = omni_bridge::register::http::HttpClient::new(Duration::from_secs(2));
-        let mut refused = false;
-        for _ in 0..50 {
-            if fresh
-                .send(http::Method::GET, &svc.url("/health"), &[], None)
+        // The listener stays open while the run drains; readiness says "shutting down" at once
+        // (the service flips its flag before it answers anything else).
+        let fresh = omni_bridge::register::http::HttpClient::new(Duration::from_secs(5));
+        loop {
+            let r = fresh
+                .send(http::Method::GET, &svc.url("/ready"), &[], None)
                 .await
-                .is_err()
-            {
-                refused = true;
+                .unwrap();
+            if r.status == 503 && r.json()["waiting"].to_string().contains("shutting down") {
                 break;
             }
             tokio::task::yield_now().await;
         }
-        assert!(refused, "new connections must be refused during shutdown");
+        // A new message is told the bridge is restarting (200, never a refused connection)...
+        let r = svc
+            .trigger(&message("i", "c2", "B", "late", "t-late"))
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), r.json()),
+            (200, json!({ "reply": Texts::english().restarting }))
+        );
+        // ...and is not cached: nothing reached the agent.
+        assert_eq!(fake.run_count(), 1);
+        // Omni's retry of the message in flight joins its run.
+        let client = svc.client.clone();
+        let url = svc.url("/omni/agents/main/trigger");
+        let joined = tokio::spawn(async move {
+            client
+                .send(
+                    http::Method::POST,
+                    &url,
+                    &[("authorization", &format!("Bearer {INBOUND}"))],
+                    Some(&retry),
+                )
+                .await
+        });
+        // Release the run only once the retry has joined it (else the drain could end first).
+        loop {
+            let m = fresh
+                .send(http::Method::GET, &svc.url("/metrics"), &[], None)
+                .await
+                .unwrap();
+            if String::from_utf8_lossy(&m.body)
+                .contains(r#"omni_bridge_retries_total{served="joined"} 1"#)
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         gate.add_permits(1);
-        let r = pending.await.unwrap().unwrap();
-        assert_eq!(r.status, 200);
-        assert_eq!(r.json()["reply"], fake_reply("[A]: in flight"));
+        for r in [
+            pending.await.unwrap().unwrap(),
+            joined.await.unwrap().unwrap(),
+        ] {
+            assert_eq!(r.status, 200);
+            assert_eq!(r.json()["reply"], fake_reply("[A]: in flight"));
+        }
+        assert_eq!(fake.run_count(), 1);
+        let health = svc.url("/health");
         svc.task.await.unwrap().unwrap();
+        // Drained: now the listener is closed.
+        assert!(
+            fresh
+                .send(http::Method::GET, &health, &[], None)
+                .await
+                .is_err()
+        );
     })
     .await;
 }

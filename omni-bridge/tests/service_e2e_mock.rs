@@ -193,7 +193,7 @@ async fn an_agent_error_becomes_the_user_text() {
             .trigger(&message("inst-1", "chat-e", "Ana", "hi", "t-err"))
             .await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.json()["reply"], Texts::english().taking_too_long);
+        assert_eq!(r.json()["reply"], Texts::english().agent_error);
         s.finish().await;
     })
     .await

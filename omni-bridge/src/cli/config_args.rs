@@ -14,6 +14,23 @@ use crate::config::{
 /// Gateway URL used when neither a config file nor `--gateway-url` names one.
 pub const DEFAULT_GATEWAY_URL: &str = "ws://127.0.0.1:18789";
 
+/// The bridge as Omni sees it: the secret Omni sends and the URL it posts to (shared by `serve`,
+/// `check-gateway` and `register`).
+#[derive(Debug, Clone, Args)]
+pub struct InboundArgs {
+    /// Secret Omni sends as `Authorization: Bearer` (the provider's apiKey).
+    #[arg(
+        long,
+        env = "OMNI_BRIDGE_INBOUND_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub inbound_token: Option<String>,
+    /// Public base URL of the bridge as Omni reaches it (overrides `public_url`).
+    #[arg(long, env = "OMNI_BRIDGE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
 /// Config file and overrides.
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
@@ -41,20 +58,22 @@ pub struct ConfigArgs {
     /// (repeatable; wss:// only).
     #[arg(long = "gateway-pin", value_name = "PIN")]
     pub gateway_pins: Vec<String>,
-    /// Secret Omni sends as `Authorization: Bearer` (the provider's apiKey).
-    #[arg(
-        long,
-        env = "OMNI_BRIDGE_INBOUND_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub inbound_token: Option<String>,
-    /// Public base URL of the bridge as Omni reaches it (overrides `public_url`).
-    #[arg(long, env = "OMNI_BRIDGE_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
+    /// The bridge as Omni reaches it.
+    #[command(flatten)]
+    pub inbound: InboundArgs,
     /// Agent name when no config file is given (the OpenClaw agent id too).
     #[arg(long, env = "OMNI_BRIDGE_AGENT", default_value = DEFAULT_AGENT_NAME, value_name = "AGENT")]
     pub agent: String,
+    /// Omni's NATS server (its NATS_URL, e.g. nats://omni:4222): handle 🗑 resets from Omni's
+    /// event stream (needs --omni-url and --omni-api-key for the confirmation text).
+    #[arg(long, env = "OMNI_NATS_URL", value_name = "URL")]
+    pub omni_nats_url: Option<String>,
+    /// Omni's REST API base URL (overrides omni.url), used for 🗑 confirmations.
+    #[arg(long, env = "OMNI_URL", value_name = "URL")]
+    pub omni_url: Option<String>,
+    /// Omni API key (overrides omni.api_key; sent as x-api-key).
+    #[arg(long, env = "OMNI_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub omni_api_key: Option<String>,
 }
 
 impl ConfigArgs {
@@ -113,11 +132,20 @@ impl ConfigArgs {
             };
             g.pins.extend(self.gateway_pins.iter().cloned());
         }
-        if let Some(token) = &self.inbound_token {
+        if let Some(token) = &self.inbound.inbound_token {
             config.inbound_token = Secret::new(token.clone());
         }
-        if let Some(url) = &self.public_url {
+        if let Some(url) = &self.inbound.public_url {
             config.public_url = Some(url.clone());
+        }
+        if let Some(url) = &self.omni_nats_url {
+            config.omni.nats_url = Some(url.clone());
+        }
+        if let Some(url) = &self.omni_url {
+            config.omni.url = Some(url.clone());
+        }
+        if let Some(key) = &self.omni_api_key {
+            config.omni.api_key = Secret::new(key.clone());
         }
         Ok(config)
     }

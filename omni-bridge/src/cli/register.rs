@@ -1,9 +1,18 @@
 //! `omni-bridge register`: the CLI side of [`crate::register`].
+//!
+//! It asks only for what it uses: Omni's URL and key, the bridge's public URL and inbound secret,
+//! the agent (and, from an optional config file, the agent's OpenClaw id and the gateway
+//! timeouts that decide Omni's `defaultTimeout`). No gateway token.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use shared_protocol::Secret;
 
-use super::{CliError, ConfigArgs};
+use super::CliError;
+use super::config_args::InboundArgs;
+use crate::config::{BridgeConfig, ConfigError, DEFAULT_AGENT_NAME, OmniConfig};
 use crate::register::{RegisterOptions, http::HttpClient, register};
 
 /// Long help for `register`.
@@ -11,17 +20,31 @@ pub const LONG_ABOUT: &str = "Create (or update in place) the webhook provider `
 pointing at this bridge's trigger URL with mode round-trip, retries 0 and a timeout above the \
 bridge's own; optionally bind an Omni instance to it; then run Omni's provider health check. \
 Running it twice changes nothing.\n\n\
+It checks everything it can before it changes anything (Omni and its key, the instance, the provider \
+name, the bridge's inbound secret, Omni's NATS), so a failed run leaves Omni as it was. --dry-run \
+prints the REST calls it would make.\n\n\
+Omni keeps a provider's settings cached per instance until its API restarts: when an update would \
+not reach instances it already served, register names them and prints the remedy.\n\n\
+With --omni-nats-url it also creates the durable consumer through which `serve` handles 🗑 resets \
+(Omni never sends a 🗑 to a webhook provider).\n\n\
 Omni's REST API is reached over plain http:// (https is not supported by this client).\n\n\
 Examples:\n  \
-OMNI_API_KEY=omni_sk_... OMNI_BRIDGE_INBOUND_TOKEN=s3cret omni-bridge register --omni-url http://localhost:8882 --public-url http://10.0.0.5:8090\n  \
-omni-bridge register --config bridge.toml --agent sales --instance 3f1c...-instance-uuid";
+OMNI_API_KEY=omni_sk_... OMNI_BRIDGE_INBOUND_TOKEN=s3cret omni-bridge register --omni-url http://localhost:8882 --public-url http://10.0.0.5:8090 --instance <instance-id>\n  \
+omni-bridge register --config bridge.toml --agent sales --instance <instance-id> --dry-run";
 
 /// Flags of `register`.
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
-    /// Config file and overrides (the agent, trigger URL, inbound token and timeouts come from it).
+    /// Optional TOML config file of the bridge: the agent's OpenClaw id, public_url,
+    /// inbound_token and the gateway timeouts come from it (gateway tokens are not needed).
+    #[arg(long, short = 'c', env = "OMNI_BRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Agent name in the trigger path (with a config file: one of its [agents]).
+    #[arg(long, env = "OMNI_BRIDGE_AGENT", value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// The bridge's public URL and inbound secret (over public_url / inbound_token of the file).
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub inbound: InboundArgs,
     /// Omni API base URL.
     #[arg(
         long,
@@ -36,6 +59,108 @@ pub struct RegisterArgs {
     /// Omni instance id to bind to this agent.
     #[arg(long, value_name = "INSTANCE_ID")]
     pub instance: Option<String>,
+    /// Omni's NATS (its NATS_URL): also create the durable consumer for 🗑 resets.
+    #[arg(long, env = "OMNI_NATS_URL", value_name = "URL")]
+    pub omni_nats_url: Option<String>,
+    /// Check and print the REST calls it would make; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl RegisterArgs {
+    /// The options, from the flags and the optional file, checked.
+    ///
+    /// # Errors
+    /// [`CliError`] naming what is missing.
+    pub fn options(&self) -> Result<RegisterOptions, CliError> {
+        let config = match &self.config {
+            Some(path) => BridgeConfig::load(path)?,
+            None => BridgeConfig::single(
+                crate::config::GatewayEntry::new("ws://unused", Secret::default()),
+                self.agent.as_deref().unwrap_or(DEFAULT_AGENT_NAME),
+                Secret::default(),
+            ),
+        };
+        let agent_name = match &self.agent {
+            Some(a) if config.agents.contains_key(a) => a.clone(),
+            None if config.agents.len() == 1 => {
+                config.agents.keys().next().cloned().unwrap_or_default()
+            }
+            None if config.agents.contains_key(DEFAULT_AGENT_NAME) => DEFAULT_AGENT_NAME.into(),
+            _ => {
+                return Err(CliError::Message(format!(
+                    "agent {:?} is not in the config; pass --agent with one of: {}",
+                    self.agent.as_deref().unwrap_or(DEFAULT_AGENT_NAME),
+                    config.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        };
+        shared_protocol::AgentId::parse(&agent_name).map_err(|e| ConfigError::Invalid {
+            key: "--agent".into(),
+            message: e.to_string(),
+        })?;
+        let agent = &config.agents[&agent_name];
+        let public_url = self
+            .inbound
+            .public_url
+            .clone()
+            .or_else(|| config.public_url.clone())
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "--public-url".into(),
+                message: "is required: the bridge's base URL as Omni reaches it, e.g. http://10.0.0.5:8090 (or public_url in the config)".into(),
+            })?;
+        if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+            return Err(ConfigError::Invalid {
+                key: "--public-url".into(),
+                message: format!("{public_url:?} must start with http:// or https://"),
+            }
+            .into());
+        }
+        let inbound = self
+            .inbound
+            .inbound_token
+            .clone()
+            .map(Secret::new)
+            .unwrap_or_else(|| config.inbound_token.clone());
+        if inbound.expose().trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "--inbound-token".into(),
+                message: "is required: the secret `omni-bridge serve` checks (OMNI_BRIDGE_INBOUND_TOKEN), which Omni will send".into(),
+            }
+            .into());
+        }
+        let deadline: Duration = config
+            .gateways
+            .get(&agent.gateway)
+            .map_or_else(|| config.max_run_budget(), |g| g.run_budget());
+        let mut trigger = config.clone();
+        trigger.public_url = Some(public_url);
+        let nats = match &self.omni_nats_url {
+            Some(url) => {
+                let omni = OmniConfig {
+                    nats_url: Some(url.clone()),
+                    ..config.omni.clone()
+                };
+                omni.reset_stream()
+            }
+            None => None,
+        };
+        Ok(RegisterOptions {
+            omni_url: self.omni_url.clone(),
+            api_key: Secret::new(self.omni_api_key.clone()),
+            agent: agent_name.clone(),
+            openclaw_agent: agent
+                .openclaw_agent
+                .clone()
+                .unwrap_or_else(|| agent_name.clone()),
+            trigger_url: trigger.trigger_url(&agent_name),
+            inbound_token: inbound,
+            bridge_deadline: deadline,
+            instance: self.instance.clone(),
+            nats,
+            dry_run: self.dry_run,
+        })
+    }
 }
 
 /// Registers and prints what was done.
@@ -43,36 +168,7 @@ pub struct RegisterArgs {
 /// # Errors
 /// [`CliError`] with a sentence saying what to fix.
 pub async fn run(args: RegisterArgs) -> Result<(), CliError> {
-    let config = args.config.load()?;
-    let agent_name = if config.agents.contains_key(&args.config.agent) {
-        args.config.agent.clone()
-    } else if config.agents.len() == 1 {
-        config.agents.keys().next().cloned().unwrap_or_default()
-    } else {
-        return Err(CliError::Message(format!(
-            "agent {:?} is not in the config; pass --agent with one of: {}",
-            args.config.agent,
-            config.agents.keys().cloned().collect::<Vec<_>>().join(", ")
-        )));
-    };
-    let agent = &config.agents[&agent_name];
-    let deadline = config
-        .gateways
-        .get(&agent.gateway)
-        .map_or_else(|| config.max_run_budget(), |g| g.run_budget());
-    let opts = RegisterOptions {
-        omni_url: args.omni_url,
-        api_key: Secret::new(args.omni_api_key),
-        agent: agent_name.clone(),
-        openclaw_agent: agent
-            .openclaw_agent
-            .clone()
-            .unwrap_or_else(|| agent_name.clone()),
-        trigger_url: config.trigger_url(&agent_name),
-        inbound_token: config.inbound_token.clone(),
-        bridge_deadline: deadline,
-        instance: args.instance,
-    };
+    let opts = args.options()?;
     let report = register(&HttpClient::default(), &opts).await?;
     print!("{}", report.summary(&opts));
     Ok(())

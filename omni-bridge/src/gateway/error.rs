@@ -64,8 +64,9 @@ impl ConnectError {
 /// Errors of [`super::GatewayHandle`] and [`super::GatewayPool`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GatewayError {
-    /// The `chat.send` was not acknowledged in time (this budget includes waiting for a ready
-    /// connection).
+    /// The `chat.send` went out on a live connection but was not acknowledged in time. (A run
+    /// that found no connection at all within the same budget fails with
+    /// [`GatewayError::Unavailable`] instead: the gateway is down, not slow.)
     #[error("gateway did not acknowledge the message within {0:?}")]
     SendAckTimeout(Duration),
     /// The run did not end within the accumulation budget.

@@ -7,7 +7,9 @@
 //! socket drops mid-run, the same `chat.send` is re-sent after reconnecting: the gateway answers
 //! `in_flight` (events continue), `started` (it lost the run; accumulation restarts) or `ok`
 //! (it finished meanwhile; the reply is read back from `chat.history`). If the connection does
-//! not come back within `send_ack_timeout`, the run fails with a retryable `Unavailable`.
+//! not come back within `send_ack_timeout`, the run fails with a retryable `Unavailable`; so does
+//! a run that never found a connection (the gateway is down), while `SendAckTimeout` means the
+//! gateway was connected but did not acknowledge in time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -275,9 +277,9 @@ async fn drive_phases(
             Ok(link) => link,
             Err(WaitError::Failed(e)) => return Err(e),
             Err(WaitError::Timeout) if resent => return Err(lost()),
-            Err(WaitError::Timeout) => {
-                return Err(GatewayError::SendAckTimeout(config.send_ack_timeout));
-            }
+            // Nothing was sent: the gateway was not reachable during the whole budget. That is
+            // "unavailable", not a slow agent.
+            Err(WaitError::Timeout) => return Err(unreachable(gateway, config.send_ack_timeout)),
         };
         let response = match link
             .request(methods::CHAT_SEND, &params, wait_deadline)
@@ -379,6 +381,18 @@ async fn drive_phases(
             }
             () = gateway.cancel.cancelled() => return Err(GatewayError::Closed),
         }
+    }
+}
+
+/// The error of a run that found no connection within its send-ack budget.
+fn unreachable(gateway: &Gateway, budget: Duration) -> GatewayError {
+    let last = gateway.status().last_error;
+    GatewayError::Unavailable {
+        message: match last {
+            Some(e) => format!("no connection to the gateway within {budget:?} (last error: {e})"),
+            None => format!("no connection to the gateway within {budget:?}"),
+        },
+        retry_after: None,
     }
 }
 

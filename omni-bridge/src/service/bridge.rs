@@ -16,6 +16,10 @@ use super::pool_backend::PoolBackend;
 use super::{Service, ServiceError};
 use crate::config::{BridgeConfig, ConfigError};
 use crate::gateway::{GatewayError, GatewayPool};
+use crate::omni::api::OmniApi;
+use crate::omni::binding::TriggerUrls;
+use crate::omni::reset_consumer::{Pause, ResetConsumer};
+use crate::register::http::HttpClient;
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,15 @@ pub struct RunningBridge {
     service_shutdown: CancellationToken,
     pool_shutdown: CancellationToken,
     task: JoinHandle<io::Result<()>>,
+    /// The 🗑 reset consumer, when `omni.nats_url` is set.
+    resets: Option<(CancellationToken, JoinHandle<()>)>,
+}
+
+/// Options of [`RunningBridge::start_with`] beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Stop the 🗑 reset consumer at this point to play a crash (tests).
+    pub reset_pause: Option<Pause>,
 }
 
 impl RunningBridge {
@@ -53,6 +66,19 @@ impl RunningBridge {
         registry: &Registry,
         listener: TcpListener,
     ) -> Result<Self, StartError> {
+        Self::start_with(config, registry, listener, StartOptions::default())
+    }
+
+    /// [`RunningBridge::start`] with [`StartOptions`].
+    ///
+    /// # Errors
+    /// [`StartError`].
+    pub fn start_with(
+        config: &BridgeConfig,
+        registry: &Registry,
+        listener: TcpListener,
+        options: StartOptions,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let pool_shutdown = CancellationToken::new();
         let pool = GatewayPool::new(registry, pool_shutdown.clone())?;
@@ -61,6 +87,30 @@ impl RunningBridge {
         }
         let backend = PoolBackend::new(pool.clone(), config.gateways.keys().cloned().collect());
         let service = Service::new(config, Arc::new(backend), registry)?;
+        let resets = match config.omni.reset_stream() {
+            Some(stream) => {
+                let omni = OmniApi::new(
+                    HttpClient::default(),
+                    config.omni.url.as_deref().unwrap_or_default(),
+                    config.omni.api_key.clone(),
+                );
+                let urls = TriggerUrls::new(
+                    config
+                        .agents
+                        .keys()
+                        .map(|a| (config.trigger_url(a), a.clone())),
+                );
+                let mut consumer =
+                    ResetConsumer::new(stream, service.clone(), omni, urls, registry)
+                        .map_err(ServiceError::Metrics)?;
+                if let Some(p) = options.reset_pause {
+                    consumer = consumer.with_pause(p);
+                }
+                let stop = CancellationToken::new();
+                Some((stop.clone(), tokio::spawn(consumer.run(stop))))
+            }
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let service_shutdown = CancellationToken::new();
         let task = tokio::spawn(super::run(listener, service, service_shutdown.clone()));
@@ -70,6 +120,7 @@ impl RunningBridge {
             service_shutdown,
             pool_shutdown,
             task,
+            resets,
         })
     }
 
@@ -94,12 +145,17 @@ impl RunningBridge {
         &self.pool
     }
 
-    /// Stops accepting, drains in-flight requests within the grace period, then closes the
-    /// gateway connections.
+    /// Stops the 🗑 consumer (a reset in progress is left for redelivery), drains in-flight
+    /// requests within the grace period (see [`super::run`]), then closes the gateway
+    /// connections.
     ///
     /// # Errors
     /// The accept loop's error, if it failed.
     pub async fn stop(self) -> io::Result<()> {
+        if let Some((stop, task)) = self.resets {
+            stop.cancel();
+            let _ = task.await;
+        }
         self.service_shutdown.cancel();
         let served = match self.task.await {
             Ok(r) => r,

@@ -4,7 +4,7 @@
 //! always with the same `traceId`. The [`TraceTable`] maps that key to the run in flight (a retry
 //! joins it and gets the same answer) or to the finished answer, kept for [`REPLY_CACHE_TTL`] in a
 //! cache bounded by [`MAX_CACHED_REPLIES`]. Both maps are bounded; when the running map is full a
-//! new trace is refused (the caller answers 503, which Omni retries).
+//! new trace is refused (the person gets the `busy` text; a later delivery of the trace may run).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

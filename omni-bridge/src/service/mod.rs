@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus::Registry;
-use shared_protocol::{AgentId, Secret};
+use shared_protocol::{AgentId, Secret, SessionKey};
 use tokio_util::task::TaskTracker;
 
 use crate::config::BridgeConfig;
@@ -102,8 +102,13 @@ struct Inner {
     traces: Arc<TraceTable<Answer>>,
     metrics: Metrics,
     registry: Registry,
-    /// Owns every spawned run task, so shutdown can wait for them.
-    tasks: TaskTracker,
+    /// Texts for answers that belong to no agent (a trigger for an agent this bridge does not
+    /// serve): the `en` texts with the config's `[texts.en]`.
+    default_texts: Texts,
+    /// Owns every spawned run and reset, so shutdown can wait for them to finish.
+    runs: TaskTracker,
+    /// Owns every connection task.
+    conns: TaskTracker,
     shutting_down: AtomicBool,
     grace: Duration,
 }
@@ -163,7 +168,9 @@ impl Service {
                 traces: TraceTable::new(),
                 metrics: Metrics::new(registry)?,
                 registry: registry.clone(),
-                tasks: TaskTracker::new(),
+                default_texts: config.texts_for("en"),
+                runs: TaskTracker::new(),
+                conns: TaskTracker::new(),
                 shutting_down: AtomicBool::new(false),
                 grace: config.shutdown_grace(),
             }),
@@ -171,11 +178,35 @@ impl Service {
     }
 
     /// The route for a trigger: the instance override, else the agent in the path.
-    fn route(&self, path_agent: &str, instance_id: Option<&str>) -> Option<&AgentRoute> {
+    pub fn route(&self, path_agent: &str, instance_id: Option<&str>) -> Option<&AgentRoute> {
         let name = instance_id
             .and_then(|i| self.inner.instances.get(i))
             .map_or_else(|| path_agent.to_ascii_lowercase(), Clone::clone);
         self.inner.agents.get(&name)
+    }
+
+    /// The OpenClaw session key of one conversation on `route` (see [`conversation`]): the same
+    /// for a trigger, a reset request and a 🗑 seen on Omni's event stream.
+    ///
+    /// # Errors
+    /// [`shared_protocol::SessionKeyError`] when the conversation id cannot form a key.
+    pub fn session_key_for(
+        &self,
+        route: &AgentRoute,
+        instance_id: &str,
+        conversation: &str,
+    ) -> Result<SessionKey, shared_protocol::SessionKeyError> {
+        conversation::session_key(
+            &route.openclaw_agent,
+            instance_id,
+            conversation,
+            self.inner.session_key_secret.as_ref(),
+        )
+    }
+
+    /// The backend (the reset consumer resets sessions through it).
+    pub fn backend(&self) -> &Arc<dyn AgentBackend> {
+        &self.inner.backend
     }
 
     fn is_shutting_down(&self) -> bool {

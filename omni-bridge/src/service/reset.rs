@@ -8,7 +8,6 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::agent_backend::BackendErrorKind;
-use super::conversation::session_key;
 use super::http_util::{self, Bearer, BodyError, HttpResponse};
 use super::{RESET_TIMEOUT, Service};
 
@@ -87,12 +86,7 @@ impl Service {
                 ),
             );
         };
-        let key = match session_key(
-            &route.openclaw_agent,
-            &request.instance_id,
-            conversation,
-            self.inner.session_key_secret.as_ref(),
-        ) {
+        let key = match self.session_key_for(&route, &request.instance_id, conversation) {
             Ok(k) => k,
             Err(e) => return http_util::error(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
         };

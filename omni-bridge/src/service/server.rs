@@ -1,6 +1,7 @@
 //! The accept loop: HTTP/1.1 connections, bounded, drained gracefully on shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Service;
@@ -21,8 +23,14 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// Time a client has to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves until `shutdown` is cancelled, then stops accepting, answers 503 to new requests on
-/// open connections, and gives in-flight requests and runs the config's grace period.
+/// Serves until `shutdown` is cancelled, then drains within the config's grace period:
+///
+/// 1. The listener stays open and every request is still answered: a retry joins its run in
+///    flight, a new message gets the localised "restarting" text (HTTP 200) instead of a refused
+///    connection, which this Omni would turn into silence. `/ready` answers 503 from now on, so a
+///    load balancer stops sending.
+/// 2. Once every run has finished (or the grace period is over), the listener closes and open
+///    connections finish their response and close.
 ///
 /// # Errors
 /// Only a failing `accept` that is not per-connection (the listener itself broke).
@@ -33,16 +41,58 @@ pub async fn run(
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let stop = shutdown.clone();
+    accept_until(&listener, &service, &graceful, &permits, stop.cancelled()).await?;
+    service.begin_shutdown();
+    let grace = service.inner.grace;
+    let deadline = Instant::now() + grace;
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        in_flight = service.inner.traces.running(),
+        "shutting down: finishing runs in flight; new messages get the restarting text"
+    );
+    service.inner.runs.close();
+    let runs = service.inner.runs.clone();
+    let drained = async move {
+        tokio::select! {
+            () = runs.wait() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("grace period over with runs still in flight");
+            }
+        }
+    };
+    accept_until(&listener, &service, &graceful, &permits, drained).await?;
+    drop(listener);
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over with connections still open");
+    }
+    service.inner.conns.close();
+    let _ = tokio::time::timeout_at(deadline, service.inner.conns.wait()).await;
+    Ok(())
+}
+
+/// Accepts and serves connections until `until` completes.
+async fn accept_until(
+    listener: &TcpListener,
+    service: &Service,
+    graceful: &GracefulShutdown,
+    permits: &Arc<Semaphore>,
+    until: impl Future<Output = ()>,
+) -> io::Result<()> {
+    tokio::pin!(until);
     loop {
         let permit = tokio::select! {
-            () = shutdown.cancelled() => break,
-            p = Arc::clone(&permits).acquire_owned() => match p {
+            () = &mut until => return Ok(()),
+            p = Arc::clone(permits).acquire_owned() => match p {
                 Ok(p) => p,
-                Err(_) => break,
+                Err(_) => return Ok(()),
             },
         };
         let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = &mut until => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) if is_per_connection(&e) => {
@@ -65,34 +115,13 @@ pub async fn run(
                 }),
             );
         let watched = graceful.watch(conn);
-        service.inner.tasks.spawn(async move {
+        service.inner.conns.spawn(async move {
             if let Err(e) = watched.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
     }
-    drop(listener);
-    service.begin_shutdown();
-    let grace = service.inner.grace;
-    tracing::info!(
-        grace_secs = grace.as_secs(),
-        "shutting down: draining requests"
-    );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over with connections still open");
-    }
-    service.inner.tasks.close();
-    if tokio::time::timeout(grace, service.inner.tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over with runs still in flight");
-    }
-    Ok(())
 }
 
 fn is_per_connection(e: &io::Error) -> bool {

@@ -1,8 +1,10 @@
 //! User-facing texts: what the chat user reads when the assistant cannot answer.
 //!
-//! Omni forwards a 200 reply to the chat as is, so these are the bridge's voice. Defaults are the
-//! English texts of Omni's own OpenClaw provider (omni-contract §4.7) and the Portuguese ones of
-//! its session cleaner; a config file overrides them per locale and per agent.
+//! Omni forwards a 200 reply to the chat as is, so these are the bridge's voice; which text goes
+//! with which outcome is decided in [`super::outcome`]. Defaults are the English texts of Omni's
+//! own OpenClaw provider (omni-contract §4.7) and the Portuguese ones of its session cleaner, plus
+//! the bridge's own for what that provider never said (agent error, busy, restarting); a config
+//! file overrides them per locale and per agent.
 
 use serde::Deserialize;
 
@@ -11,8 +13,14 @@ use serde::Deserialize;
 pub struct Texts {
     /// Circuit open, gateway down, or misconfiguration.
     pub unavailable: String,
-    /// The run failed or timed out.
+    /// The run did not finish in time.
     pub taking_too_long: String,
+    /// The agent's run ended in an error.
+    pub agent_error: String,
+    /// More runs at once than the bridge allows.
+    pub busy: String,
+    /// The bridge is shutting down (a restart or a deploy) and starts no new run.
+    pub restarting: String,
     /// Message over the 100 KiB limit.
     pub message_too_long: String,
     /// Reset done.
@@ -29,6 +37,12 @@ impl Texts {
                 .into(),
             taking_too_long:
                 "The assistant is taking longer than expected. Please try again in a moment.".into(),
+            agent_error: "The assistant ran into a problem and could not answer. Please try again."
+                .into(),
+            busy: "The assistant is busy with many conversations right now. Please try again in a moment."
+                .into(),
+            restarting: "The assistant is restarting. Please send your message again in a moment."
+                .into(),
             message_too_long: "Your message is too long. Please shorten it and try again.".into(),
             session_cleared: "✅ Conversation cleared! Your session with the assistant was reset."
                 .into(),
@@ -45,6 +59,13 @@ impl Texts {
             taking_too_long:
                 "O assistente está demorando mais que o esperado. Tente novamente em instantes."
                     .into(),
+            agent_error:
+                "O assistente teve um problema e não conseguiu responder. Tente novamente.".into(),
+            busy:
+                "O assistente está atendendo muitas conversas agora. Tente novamente em instantes."
+                    .into(),
+            restarting: "O assistente está reiniciando. Envie sua mensagem novamente em instantes."
+                .into(),
             message_too_long: "Sua mensagem é muito longa. Encurte-a e tente novamente.".into(),
             session_cleared: "✅ Conversa limpa! Sua sessão com o assistente foi resetada.".into(),
             reset_failed: "❌ Erro ao limpar sessão. Tente novamente.".into(),
@@ -65,6 +86,9 @@ impl Texts {
         let pairs = [
             (&mut self.unavailable, &over.unavailable),
             (&mut self.taking_too_long, &over.taking_too_long),
+            (&mut self.agent_error, &over.agent_error),
+            (&mut self.busy, &over.busy),
+            (&mut self.restarting, &over.restarting),
             (&mut self.message_too_long, &over.message_too_long),
             (&mut self.session_cleared, &over.session_cleared),
             (&mut self.reset_failed, &over.reset_failed),
@@ -86,6 +110,12 @@ pub struct TextOverrides {
     pub unavailable: Option<String>,
     /// See [`Texts::taking_too_long`].
     pub taking_too_long: Option<String>,
+    /// See [`Texts::agent_error`].
+    pub agent_error: Option<String>,
+    /// See [`Texts::busy`].
+    pub busy: Option<String>,
+    /// See [`Texts::restarting`].
+    pub restarting: Option<String>,
     /// See [`Texts::message_too_long`].
     pub message_too_long: Option<String>,
     /// See [`Texts::session_cleared`].
@@ -103,6 +133,9 @@ impl TextOverrides {
         let fields = [
             ("unavailable", &self.unavailable),
             ("taking_too_long", &self.taking_too_long),
+            ("agent_error", &self.agent_error),
+            ("busy", &self.busy),
+            ("restarting", &self.restarting),
             ("message_too_long", &self.message_too_long),
             ("session_cleared", &self.session_cleared),
             ("reset_failed", &self.reset_failed),

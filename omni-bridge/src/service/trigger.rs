@@ -8,11 +8,10 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::agent_backend::BackendRun;
-use super::conversation::session_key;
 use super::http_util::{self, Bearer, BodyError, HttpResponse};
 use super::idempotency::{Claim, joined};
 use super::omni_request::OmniTrigger;
-use super::outcome::{Answer, Outcome};
+use super::outcome::{Answer, Malformed, Outcome};
 use super::prompt::{self, Prompt};
 use super::{AgentRoute, RESET_TIMEOUT, RUN_DEADLINE_MARGIN, Service};
 
@@ -63,8 +62,9 @@ impl Service {
             agent_id: Some(path_agent.to_string()),
             ..LogFields::default()
         };
-        let (answer, served, status) = self.trigger_inner(path_agent, req, &mut fields).await;
+        let (answer, served) = self.trigger_inner(path_agent, req, &mut fields).await;
         let elapsed = started.elapsed();
+        let status = answer.outcome.status();
         self.inner
             .metrics
             .trigger(answer.outcome, elapsed.as_secs_f64());
@@ -82,13 +82,14 @@ impl Service {
             error = answer.detail.as_deref().unwrap_or(""),
             "trigger done"
         );
-        match status {
-            StatusCode::OK => http_util::reply(answer.reply.as_deref()),
-            _ => http_util::error(
+        if status == StatusCode::OK {
+            http_util::reply(answer.reply.as_deref())
+        } else {
+            http_util::error(
                 status,
                 answer.outcome.as_str(),
                 answer.detail.as_deref().unwrap_or("request refused"),
-            ),
+            )
         }
     }
 
@@ -97,86 +98,66 @@ impl Service {
         path_agent: &str,
         req: Request<Incoming>,
         fields: &mut LogFields,
-    ) -> (Answer, Served, StatusCode) {
-        let refuse = |status: StatusCode, outcome: Outcome, detail: String| {
-            let mut a = Answer::text(outcome, None);
-            a.detail = Some(detail);
-            (a, Served::Direct, status)
+    ) -> (Answer, Served) {
+        let default_texts = &self.inner.default_texts;
+        let refuse = |outcome: Outcome, detail: String| {
+            (
+                Answer::failed(outcome, default_texts, detail),
+                Served::Direct,
+            )
         };
-        if self.is_shutting_down() {
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Outcome::ShuttingDown,
-                "the bridge is shutting down; retry".into(),
-            );
-        }
         match http_util::bearer(req.headers(), &self.inner.inbound_token) {
             Bearer::Valid => {}
             Bearer::Missing => {
                 return refuse(
-                    StatusCode::UNAUTHORIZED,
                     Outcome::Unauthorized,
                     "missing Authorization: Bearer header".into(),
                 );
             }
-            Bearer::Invalid => {
-                return refuse(
-                    StatusCode::UNAUTHORIZED,
-                    Outcome::Unauthorized,
-                    "wrong bearer token".into(),
-                );
-            }
+            Bearer::Invalid => return refuse(Outcome::Unauthorized, "wrong bearer token".into()),
         }
         if !http_util::is_json(req.headers()) {
             return refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Outcome::Invalid,
+                Outcome::Invalid(Malformed::NotJson),
                 "content-type must be application/json".into(),
             );
         }
         let body = match http_util::read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e @ BodyError::TooLarge) => {
-                return refuse(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Outcome::Invalid,
-                    e.to_string(),
-                );
+                return refuse(Outcome::Invalid(Malformed::TooLarge), e.to_string());
             }
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, Outcome::Invalid, e.to_string()),
+            Err(e) => return refuse(Outcome::Invalid(Malformed::Body), e.to_string()),
         };
         let trigger: OmniTrigger = match serde_json::from_slice(&body) {
             Ok(t) => t,
             Err(e) => {
                 return refuse(
-                    StatusCode::BAD_REQUEST,
-                    Outcome::Invalid,
+                    Outcome::Invalid(Malformed::Body),
                     format!("body is not the expected JSON: {e}"),
                 );
             }
         };
         let who = match trigger.identify() {
             Ok(w) => w,
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, Outcome::Invalid, e.to_string()),
+            Err(e) => return refuse(Outcome::Invalid(Malformed::Body), e.to_string()),
         };
         fields.trace_id.clone_from(&who.retry_key);
         fields.instance_id = Some(who.instance_id.clone());
         let Some(route) = self.route(path_agent, Some(&who.instance_id)).cloned() else {
+            tracing::error!(
+                agent_id = path_agent,
+                "Omni sent a trigger for an agent this bridge does not serve: check the provider's baseUrl and the bridge's [agents]"
+            );
             return refuse(
-                StatusCode::NOT_FOUND,
-                Outcome::Invalid,
+                Outcome::UnknownAgent,
                 format!("agent {path_agent:?} is not configured on this bridge"),
             );
         };
         fields.agent_id = Some(route.name.clone());
-        let key = match session_key(
-            &route.openclaw_agent,
-            &who.instance_id,
-            &who.conversation,
-            self.inner.session_key_secret.as_ref(),
-        ) {
+        let key = match self.session_key_for(&route, &who.instance_id, &who.conversation) {
             Ok(k) => k,
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, Outcome::Invalid, e.to_string()),
+            Err(e) => return refuse(Outcome::Invalid(Malformed::Body), e.to_string()),
         };
         fields.session_key = Some(key.as_str().to_string());
         let prompt = prompt::build(
@@ -189,21 +170,8 @@ impl Service {
             tracing::debug!(message = %m, session_key = %key, "message for the agent");
         }
         let job = match prompt {
-            Prompt::Empty => {
-                return (
-                    Answer::text(Outcome::Empty, None),
-                    Served::Direct,
-                    StatusCode::OK,
-                );
-            }
-            Prompt::TooLong => {
-                let text = route.texts.message_too_long.clone();
-                return (
-                    Answer::text(Outcome::TooLong, Some(text)),
-                    Served::Direct,
-                    StatusCode::OK,
-                );
-            }
+            Prompt::Empty => return (Answer::of(Outcome::Empty, &route.texts), Served::Direct),
+            Prompt::TooLong => return (Answer::of(Outcome::TooLong, &route.texts), Served::Direct),
             Prompt::Reset => Job::Reset,
             Prompt::Message(m) => Job::Run(m),
         };
@@ -212,16 +180,11 @@ impl Service {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let idem = idempotency_key(&route.name, &who.instance_id, &retry_key);
-        let (answer, served) = self.run_once(&route, key, idem, job).await;
-        let status = if answer.retry {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::OK
-        };
-        (answer, served, status)
+        self.run_once(&route, key, idem, job).await
     }
 
     /// Starts the job for this idempotency key, or joins / replays the one already there.
+    /// While shutting down, a retry still joins its run, but no new run starts.
     async fn run_once(
         &self,
         route: &AgentRoute,
@@ -236,14 +199,27 @@ impl Service {
                 return (a, Served::Cached);
             }
             Claim::Full => {
-                let mut a = Answer::text(Outcome::Backpressure, None);
-                a.retry = true;
-                a.detail = Some("too many triggers in flight".into());
+                let mut a = Answer::failed(
+                    Outcome::Backpressure,
+                    &route.texts,
+                    "too many triggers in flight",
+                );
+                a.repeatable = true;
                 return (a, Served::Direct);
             }
             Claim::Join(rx) => {
                 self.inner.metrics.retry(Served::Joined.as_str());
                 (rx, Served::Joined)
+            }
+            Claim::Lead(lease) if self.is_shutting_down() => {
+                let mut a = Answer::failed(
+                    Outcome::ShuttingDown,
+                    &route.texts,
+                    "the bridge is shutting down and starts no new run",
+                );
+                a.repeatable = true;
+                lease.finish(a.clone(), false);
+                return (a, Served::Direct);
             }
             Claim::Lead(lease) => {
                 let rx = lease.subscribe();
@@ -253,7 +229,7 @@ impl Service {
                 let gateway = route.gateway.clone();
                 let budget = wait_limit;
                 metrics.run_started();
-                self.inner.tasks.spawn(async move {
+                self.inner.runs.spawn(async move {
                     let answer = match job {
                         Job::Run(message) => {
                             let fut = backend.run(BackendRun {
@@ -264,21 +240,21 @@ impl Service {
                             });
                             match tokio::time::timeout(budget, fut).await {
                                 Ok(result) => Answer::from_run(result, &texts),
-                                Err(_) => Answer::text(
+                                Err(_) => Answer::failed(
                                     Outcome::Timeout,
-                                    Some(texts.taking_too_long.clone()),
+                                    &texts,
+                                    "no answer within the run budget",
                                 ),
                             }
                         }
-                        Job::Reset => reset_answer(backend.reset(&gateway, &key), &texts).await,
+                        Job::Reset => {
+                            let answer = reset_answer(backend.reset(&gateway, &key), &texts).await;
+                            metrics.reset(answer.outcome == Outcome::Reset);
+                            answer
+                        }
                     };
                     metrics.run_finished();
-                    match answer.outcome {
-                        Outcome::Reset => metrics.reset(true),
-                        Outcome::ResetFailed => metrics.reset(false),
-                        _ => {}
-                    }
-                    let cache = !answer.retry;
+                    let cache = !answer.repeatable;
                     lease.finish(answer, cache);
                 });
                 (rx, Served::Run)
@@ -287,7 +263,11 @@ impl Service {
         match tokio::time::timeout(wait_limit + Duration::from_secs(1), joined(rx)).await {
             Ok(Some(a)) => (a, served),
             Ok(None) | Err(_) => (
-                Answer::text(Outcome::Timeout, Some(route.texts.taking_too_long.clone())),
+                Answer::failed(
+                    Outcome::Timeout,
+                    &route.texts,
+                    "no answer within the run budget",
+                ),
                 served,
             ),
         }
@@ -305,16 +285,8 @@ async fn reset_answer(
     texts: &super::texts::Texts,
 ) -> Answer {
     match tokio::time::timeout(RESET_TIMEOUT, fut).await {
-        Ok(Ok(())) => Answer::text(Outcome::Reset, Some(texts.session_cleared.clone())),
-        Ok(Err(e)) => {
-            let mut a = Answer::text(Outcome::ResetFailed, Some(texts.reset_failed.clone()));
-            a.detail = Some(e.to_string());
-            a
-        }
-        Err(_) => {
-            let mut a = Answer::text(Outcome::ResetFailed, Some(texts.reset_failed.clone()));
-            a.detail = Some("reset timed out".into());
-            a
-        }
+        Ok(Ok(())) => Answer::of(Outcome::Reset, texts),
+        Ok(Err(e)) => Answer::failed(Outcome::ResetFailed, texts, e.to_string()),
+        Err(_) => Answer::failed(Outcome::ResetFailed, texts, "reset timed out"),
     }
 }

@@ -336,7 +336,13 @@ fn bridge_call(client: HttpClient, bridge_addr: std::net::SocketAddr, tag: Strin
             let start = Instant::now();
             let r = client.post_bearer(&url, INBOUND, &body).await.ok()?;
             let end = Instant::now();
-            (r.status.is_success() && r.json().get("reply").is_some()).then(|| Sample {
+            // Only the agent's reply counts: a failure is a 200 with a text too (busy, ...).
+            let agent_reply = r
+                .json()
+                .get("reply")
+                .and_then(|v| v.as_str())
+                .is_some_and(|t| t.starts_with("FAKE-REPLY"));
+            (r.status.is_success() && agent_reply).then(|| Sample {
                 start,
                 end,
                 run_id: idempotency_key("main", INSTANCE, &trace),
