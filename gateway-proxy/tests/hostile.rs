@@ -25,12 +25,16 @@ fn reader_credential() -> String {
     )
 }
 
-/// A proxy in front of a fresh stub, with `listen` lines added to its `[listen]` table and
-/// `extra` appended.
+/// A proxy in front of a fresh stub, with `listen` lines added to its `[listen]` table (a
+/// `handshake_timeout_ms` there replaces the default one) and `extra` appended.
 async fn proxy(listen: &str, extra: &str) -> (stub::Stub, Running) {
     let gw = stub::start(None).await;
     let dir = temp_dir();
-    let text = config_text(&gw.url(), &dir, false).replace(
+    let mut text = config_text(&gw.url(), &dir, false);
+    if listen.contains("handshake_timeout_ms") {
+        text = text.replace("handshake_timeout_ms = 5000\n", "");
+    }
+    let text = text.replace(
         "drain_grace_ms = 200\n",
         &format!("drain_grace_ms = 200\n{listen}"),
     ) + extra;
@@ -191,7 +195,7 @@ async fn param_rules_hold_on_params_only_javascript_reads() {
 #[tokio::test]
 async fn idle_sockets_from_one_address_do_not_keep_others_out() {
     tokio::time::timeout(T, async {
-        let (_gw, p) = proxy("max_connections = 64\n", "").await;
+        let (_gw, p) = proxy("max_connections = 64\nhandshake_timeout_ms = 30000\n", "").await;
         let mut idle = Vec::new();
         for _ in 0..64 {
             idle.push(TcpStream::connect(p.plain).await.unwrap());
@@ -230,7 +234,7 @@ async fn idle_sockets_from_one_address_do_not_keep_others_out() {
 #[tokio::test]
 async fn a_socket_that_sends_nothing_is_closed_early() {
     tokio::time::timeout(T, async {
-        let (_gw, p) = proxy("", "").await;
+        let (_gw, p) = proxy("handshake_timeout_ms = 30000\n", "").await;
         let mut idle = TcpStream::connect(p.plain).await.unwrap();
         let mut b = [0; 1];
         assert_eq!(idle.read(&mut b).await.unwrap_or(0), 0);
