@@ -110,11 +110,12 @@ pub fn chat_send_session(
     let Some(key) = params.get("sessionKey").and_then(|k| k.as_str()) else {
         return Ok(None);
     };
+    // An agent id is normalised to [a-z0-9_-]: a lone surrogate (U+FFFD here) is one invalid
+    // character like any other, so its lossy text normalises exactly.
     let agent = match params.get("agentId") {
         None => None,
         Some(a) => match a.as_str() {
-            Some(a) if a.lossless => Some(a),
-            Some(_) => return Err(KeyError::NotExact),
+            Some(a) => Some(a),
             // Not a string: the gateway's schema refuses the params.
             None => return Ok(None),
         },

@@ -10,7 +10,7 @@
 //! `__proto__` as an ordinary key. A frame is never read more leniently or strictly than the
 //! gateway reads it, so a decision taken here is a decision about what the gateway will do.
 
-use shared_protocol::js_json::{self, Value};
+use shared_protocol::js_json::{self, Kind, Value};
 use shared_protocol::js_string::JsStr;
 
 use crate::request_scan::scan_request;
@@ -33,7 +33,7 @@ pub enum Read<'a> {
     /// A request frame.
     Request(Request<'a>),
     /// JSON, but not a request frame: the gateway answers `INVALID_REQUEST` with the frame's
-    /// `id` (its JSON text, whatever its type) or `"invalid"`.
+    /// `id` (its JSON text, whatever its type but null) or `"invalid"`.
     NotRequest {
         /// The JSON text of the object's `id` member, if it has one.
         id_json: Option<&'a str>,
@@ -101,8 +101,9 @@ fn read_envelope(root: Value<'_>) -> Read<'_> {
         };
         *slot = Some(value);
     }
+    // The gateway answers with `parsed?.id ?? "invalid"`: a null id is no id.
     let not_request = Read::NotRequest {
-        id_json: id.map(|v| v.raw()),
+        id_json: id.filter(|v| v.kind() != Kind::Null).map(|v| v.raw()),
     };
     let bounded = |v: Option<Value<'_>>, min: usize| {
         v.is_none_or(|v| {

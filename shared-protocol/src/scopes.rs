@@ -209,6 +209,7 @@ const PAIRING: &[Scope] = &[Scope::Pairing];
 const APPROVALS: &[Scope] = &[Scope::Approvals];
 const READ_TALK_SECRETS: &[Scope] = &[Scope::Read, Scope::TalkSecrets];
 const PAIRING_ADMIN: &[Scope] = &[Scope::Pairing, Scope::Admin];
+const WRITE_ADMIN: &[Scope] = &[Scope::Write, Scope::Admin];
 
 /// What calling `method` with `params` (the raw JSON text of the request's params) requires.
 /// Params are parsed only for the few methods whose requirement depends on them, as
@@ -284,14 +285,13 @@ fn dynamic_requirement(method: &str, params: Option<Value<'_>>) -> &'static [Sco
     let is_true = |name: &str| field(name).is_some_and(|v| v.is_true());
     let has = |name: &str| params.is_some_and(|p| p.has(name));
     match method {
-        "agent" => {
-            let message = field("message").and_then(|m| m.as_str());
-            if message.is_some_and(|m| is_reset_command(m.as_str())) {
-                ADMIN
-            } else {
-                WRITE
-            }
-        }
+        "agent" => match field("message").and_then(|m| m.as_str()) {
+            Some(m) if matches_reset(m.as_str()) => ADMIN,
+            // Only after the handler's trim(): its scope check wants write, then the handler
+            // refuses the reset without admin.
+            Some(m) if matches_reset(js_trim(m.as_str())) => WRITE_ADMIN,
+            _ => WRITE,
+        },
         "talk.config" if is_true("includeSecrets") => READ_TALK_SECRETS,
         "talk.config" => READ,
         "environments.list"
@@ -378,14 +378,10 @@ fn patch_scope(patch: Value<'_>, envelope: &[&str]) -> &'static [Scope] {
     if full || admin_key { ADMIN } else { WRITE }
 }
 
-/// `agent` with `/new` or `/reset`: the gateway's scope check matches
-/// `AGENT_SESSION_RESET_COMMAND_RE` (`^\/(new|reset)(?:\s+([\s\S]*))?$`, `i`) on the message as
-/// sent, and its handler (`prepareAgentContentPhase`) trims the message with JavaScript's
-/// `trim()` before matching again; either match needs admin. `\s` is JavaScript's whitespace.
-fn is_reset_command(message: &str) -> bool {
-    matches_reset(message) || matches_reset(js_trim(message))
-}
-
+/// `agent` with `/new` or `/reset`: `AGENT_SESSION_RESET_COMMAND_RE`
+/// (`^\/(new|reset)(?:\s+([\s\S]*))?$`, `i`, `\s` being JavaScript's whitespace). The gateway's
+/// scope check matches it on the message as sent; its handler (`prepareAgentContentPhase`,
+/// `runAgentResetPhase`) trims the message with JavaScript's `trim()` and matches again.
 fn matches_reset(message: &str) -> bool {
     let Some(rest) = message.strip_prefix('/') else {
         return false;
@@ -595,12 +591,13 @@ mod tests {
     fn reset_commands_use_javascript_whitespace() {
         let a = Requirement::Scopes(ADMIN);
         let w = Requirement::Scopes(WRITE);
+        let wa = Requirement::Scopes(WRITE_ADMIN);
         for (message, want) in [
             ("/reset\u{feff}", a),
             ("/reset\u{feff}now", a),
-            (" /reset", a),
-            ("\u{feff}/new", a),
-            ("\u{2028}/RESET\u{3000}", a),
+            (" /reset", wa),
+            ("\u{feff}/new", wa),
+            ("\u{2028}/RESET\u{3000}", wa),
             ("/reset\u{85}", w),
             ("\u{85}/reset", w),
             ("/resetx", w),

@@ -132,7 +132,45 @@ async fn connect_tls(h: &Harness) -> Ws {
         serde_json::json!(["operator.read", "operator.write"])
     );
     assert!(hello["payload"]["auth"].get("deviceToken").is_none());
+    // Built from an allow-list: nothing derived from the gateway's token or config.
+    assert!(
+        hello["payload"]["auth"].get("recoveryScope").is_none(),
+        "{hello}"
+    );
+    assert!(
+        hello["payload"]["snapshot"]
+            .get("appliedConfigHash")
+            .is_none(),
+        "{hello}"
+    );
     ws
+}
+
+/// The real gateway's hello-ok to a shared-token client carries `auth.recoveryScope`, an
+/// unsalted hash derived from the gateway token (issue #13): what the proxy must not relay.
+#[tokio::test]
+async fn the_real_hello_carries_a_token_derived_recovery_scope() {
+    if !real_enabled() {
+        return;
+    }
+    let url = std::env::var("OPENCLAW_URL").unwrap_or_else(|_| "ws://127.0.0.1:18789".into());
+    let gw_token = std::env::var("OPENCLAW_TOKEN").unwrap_or_else(|_| "test-token-123".into());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let challenge = next_json(&mut ws).await;
+    assert_eq!(challenge["event"], "connect.challenge");
+    let connect = serde_json::json!({"type":"req","id":"c1","method":"connect","params":{
+        "minProtocol":4,"maxProtocol":4,
+        "client":{"id":"gateway-client","version":"0.1.0","platform":"linux","mode":"backend"},
+        "role":"operator","scopes":["operator.read"],"auth":{"token":gw_token}}});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let scope = hello["payload"]["auth"]["recoveryScope"]
+        .as_str()
+        .unwrap_or("");
+    assert!(!scope.is_empty(), "{hello}");
 }
 
 async fn call(ws: &mut Ws, id: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
