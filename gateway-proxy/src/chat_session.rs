@@ -47,17 +47,23 @@ impl Default for SessionDefaults {
 }
 
 impl SessionDefaults {
-    /// Reads them from a hello-ok payload; what is missing keeps the gateway's default.
-    pub fn from_hello(hello: &serde_json::Value) -> Self {
-        let defaults = &hello["snapshot"]["sessionDefaults"];
-        let text = |k: &str| defaults[k].as_str().filter(|s| !s.is_empty());
+    /// The defaults from the fields of `snapshot.sessionDefaults` (what is missing keeps the
+    /// gateway's default).
+    pub fn from_fields(
+        default_agent: Option<&str>,
+        main_key: Option<&str>,
+        scope: Option<&str>,
+    ) -> Self {
+        fn given(s: Option<&str>) -> Option<&str> {
+            s.filter(|s| !s.is_empty())
+        }
         Self {
-            default_agent: text("defaultAgentId").map_or_else(
+            default_agent: given(default_agent).map_or_else(
                 || DEFAULT_AGENT.to_string(),
                 |a| normalize_agent_id(a).into_owned(),
             ),
-            main_key: text("mainKey").map_or_else(|| DEFAULT_AGENT.to_string(), normalize_main_key),
-            global_scope: text("scope") == Some("global"),
+            main_key: given(main_key).map_or_else(|| DEFAULT_AGENT.to_string(), normalize_main_key),
+            global_scope: scope == Some("global"),
         }
     }
 }
@@ -374,9 +380,7 @@ mod tests {
 
     #[test]
     fn the_gateways_defaults_apply() {
-        let hello = serde_json::json!({"snapshot":{"sessionDefaults":
-            {"defaultAgentId":"Sofia","mainKey":"Home","scope":"per-sender"}}});
-        let d = SessionDefaults::from_hello(&hello);
+        let d = SessionDefaults::from_fields(Some("Sofia"), Some("Home"), Some("per-sender"));
         assert_eq!(
             (d.default_agent.as_str(), d.main_key.as_str()),
             ("sofia", "home")
@@ -402,7 +406,7 @@ mod tests {
             "global"
         );
         assert_eq!(
-            SessionDefaults::from_hello(&serde_json::json!({})),
+            SessionDefaults::from_fields(None, Some(""), None),
             SessionDefaults::default()
         );
     }

@@ -14,6 +14,8 @@
 use serde_json::{Map, Value};
 use shared_protocol::ScopeSet;
 
+use crate::chat_session::SessionDefaults;
+
 /// A field kept as it is, or an object of which only the listed fields are kept.
 enum Keep {
     Whole(&'static str),
@@ -90,6 +92,16 @@ pub fn client_hello(raw: &str, granted: ScopeSet) -> Result<(Value, ScopeSet), S
         auth.insert("scopes".into(), serde_json::json!(effective.names()));
     }
     Ok((hello, effective))
+}
+
+/// The gateway's session defaults, from a hello-ok payload (its or the client's).
+pub fn session_defaults(hello: &Value) -> SessionDefaults {
+    let d = &hello["snapshot"]["sessionDefaults"];
+    SessionDefaults::from_fields(
+        d["defaultAgentId"].as_str(),
+        d["mainKey"].as_str(),
+        d["scope"].as_str(),
+    )
 }
 
 /// The allowed part of `value` (an empty object if it is not one).
@@ -178,6 +190,7 @@ mod tests {
         assert_eq!(v["features"], gateway_hello()["features"]);
         assert_eq!(v["server"], gateway_hello()["server"]);
         assert_eq!(v["snapshot"]["sessionDefaults"]["defaultAgentId"], "main");
+        assert_eq!(session_defaults(&v), SessionDefaults::default());
         // What the workspace's own client reads still parses.
         let hello: shared_protocol::connect::HelloOk = serde_json::from_value(v).unwrap();
         assert_eq!(hello.policy.tick_interval_ms, 30000);

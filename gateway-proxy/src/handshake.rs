@@ -24,8 +24,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::admission::AdmittedSlot;
 use crate::audit::{AuditEvent, AuditKind};
-use crate::chat_session::SessionDefaults;
-use crate::client_hello::client_hello;
+use crate::client_hello::{client_hello, session_defaults};
 use crate::config::UpstreamIdentity;
 use crate::credential::{ConnectionSlot, Credential};
 use crate::inspector::{Session, error_response, rate_limited_error};
@@ -569,7 +568,7 @@ where
         .map_err(|f| upstream_refusal(shared, Some(&id), f))?;
     let (payload, scopes) = client_hello(hello.get(), granted)
         .map_err(|e| upstream_refusal(shared, Some(&id), UpstreamFailure::Broken(e, None)))?;
-    let defaults = SessionDefaults::from_hello(&payload);
+    let defaults = session_defaults(&payload);
     let text = encode_response_ok(&id, &payload)
         .map_err(|_| Refusal::silent(ConnOutcome::HandshakeFailed))?;
     send_text(client, text).await?;
@@ -689,7 +688,7 @@ where
             .clamp_to(cred.policy.grant);
         let defaults = res
             .payload_as::<Value>()
-            .map(|h| SessionDefaults::from_hello(&h))
+            .map(|h| session_defaults(&h))
             .unwrap_or_default();
         send_text(client, text).await?;
         audit_connect(shared, ctx, &cred, granted, device.as_deref());

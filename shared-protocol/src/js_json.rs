@@ -21,9 +21,17 @@ use std::borrow::Cow;
 use crate::js_string::JsStr;
 
 /// Why a text is not JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not JSON (at byte {0})")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JsonError(pub usize);
+
+// By hand rather than derived: this file is also compiled alone, in the fuzz targets.
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not JSON (at byte {})", self.0)
+    }
+}
+
+impl std::error::Error for JsonError {}
 
 /// The kind of a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
