@@ -84,6 +84,9 @@ pub struct Progress {
     pub forwarded: u64,
     /// The client's close frame was forwarded: read nothing more from it.
     pub closed: bool,
+    /// The stream passed a point where nothing was held (a frame boundary outside any
+    /// fragmented message): what is held now, if anything, began in this read.
+    pub boundary: bool,
 }
 
 /// A fragmented message being collected.
@@ -149,7 +152,10 @@ impl ClientCodec {
         data: &mut [u8],
         sink: &mut S,
     ) -> Result<Progress, S::Error> {
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            boundary: self.is_idle(),
+            ..Progress::default()
+        };
         if self.partial.is_empty() {
             let used = self.process(data, sink, &mut progress)?;
             self.partial
@@ -217,6 +223,9 @@ impl ClientCodec {
             };
             let range = pos..end;
             pos = end;
+            if self.message.is_none() {
+                progress.boundary = true;
+            }
             match action {
                 Ok(Action::Forward) => {
                     compact(buf, range, &mut out);
@@ -536,6 +545,37 @@ mod tests {
             sink.out,
             frames(&[(OP_TEXT, true, b"ok 1"), (OP_PING, true, b"")])
         );
+    }
+
+    /// A read that finishes one message and starts the next says so (the caller restarts the
+    /// message deadline); one that only adds to a fragmented message does not.
+    #[test]
+    fn a_new_message_is_told_from_more_of_the_same() {
+        let one = frames(&[(OP_TEXT, true, b"ok 1")]);
+        let two = frames(&[(OP_TEXT, true, b"ok 2 is longer")]);
+        let mut codec = ClientCodec::new(1 << 20);
+        let mut sink = Sink::default();
+        let p = codec.read(&mut one[..3].to_vec(), &mut sink).unwrap();
+        assert!(p.boundary && !codec.is_idle(), "began idle");
+        let mut rest = one[3..].to_vec();
+        rest.extend_from_slice(&two[..5]);
+        let p = codec.read(&mut rest, &mut sink).unwrap();
+        assert!(p.boundary && !codec.is_idle(), "one ended, two began");
+        let p = codec.read(&mut two[5..8].to_vec(), &mut sink).unwrap();
+        assert!(!p.boundary, "more of two");
+        let fragmented = frames(&[
+            (OP_TEXT, false, b"ok"),
+            (OP_PING, true, b""),
+            (OP_CONTINUATION, false, b"x"),
+        ]);
+        let mut codec = ClientCodec::new(1 << 20);
+        codec
+            .read(&mut fragmented[..4].to_vec(), &mut sink)
+            .unwrap();
+        let p = codec
+            .read(&mut fragmented[4..].to_vec(), &mut sink)
+            .unwrap();
+        assert!(!p.boundary, "a fragment and a ping inside one message");
     }
 
     /// What is held while a frame or message is unfinished, and nothing once it is done.

@@ -432,12 +432,24 @@ impl Relay {
         if progress.closed {
             return Err(Event::ClientClosed);
         }
+        self.arm_message_deadline(progress.boundary);
         self.count_held()?;
         Ok(true)
     }
 
-    /// Keeps the codec's unfinished bytes counted against the process's budget, and the message
-    /// deadline armed while there are any. Costs nothing while none are held (the usual case).
+    /// Arms the message deadline when the client starts holding bytes of a message (after a
+    /// point where it held none: `boundary`), and disarms it when it holds none.
+    fn arm_message_deadline(&mut self, boundary: bool) {
+        if self.codec.is_idle() {
+            self.message_deadline = None;
+        } else if boundary || self.message_deadline.is_none() {
+            let timeout = Duration::from_millis(self.shared.config.limits.message_timeout_ms);
+            self.message_deadline = Some(Instant::now() + timeout);
+        }
+    }
+
+    /// Keeps the codec's unfinished bytes counted against the process's budget. Costs nothing
+    /// while none are held (the usual case).
     fn count_held(&mut self) -> Result<(), Event> {
         let held = self.codec.held();
         if held == self.held_counted {
@@ -457,12 +469,6 @@ impl Relay {
             }
         }
         self.held_counted = held;
-        if self.codec.is_idle() {
-            self.message_deadline = None;
-        } else if self.message_deadline.is_none() {
-            let timeout = Duration::from_millis(self.shared.config.limits.message_timeout_ms);
-            self.message_deadline = Some(Instant::now() + timeout);
-        }
         Ok(())
     }
 
