@@ -106,6 +106,25 @@ async fn next_json(ws: &mut Ws) -> serde_json::Value {
     }
 }
 
+/// The challenge, a connect as `client` (id, mode) with `scopes` and `token`; the hello-ok.
+async fn handshake(
+    ws: &mut Ws,
+    (id, mode): (&str, &str),
+    scopes: &[&str],
+    token: &str,
+) -> serde_json::Value {
+    let challenge = next_json(ws).await;
+    assert_eq!(challenge["event"], "connect.challenge");
+    let connect = serde_json::json!({"type":"req","id":"c1","method":"connect","params":{
+        "minProtocol":4,"maxProtocol":4,
+        "client":{"id":id,"version":"0.1.0","platform":"linux","mode":mode},
+        "role":"operator","scopes":scopes,"auth":{"token":token}}});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    let hello = next_json(ws).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    hello
+}
+
 async fn connect_tls(h: &Harness) -> Ws {
     let tls = gateway_proxy::tls::upstream_client_config(&[h.pin]).unwrap();
     let url = format!("wss://localhost:{}", h.tls.port());
@@ -117,16 +136,8 @@ async fn connect_tls(h: &Harness) -> Ws {
     )
     .await
     .unwrap();
-    let challenge = next_json(&mut ws).await;
-    assert_eq!(challenge["event"], "connect.challenge");
-    let connect = serde_json::json!({"type":"req","id":"c1","method":"connect","params":{
-        "minProtocol":4,"maxProtocol":4,
-        "client":{"id":"openclaw-tui","version":"0.1.0","platform":"linux","mode":"ui"},
-        "role":"operator","scopes":["operator.read","operator.write","operator.admin"],
-        "auth":{"token":h.token}}});
-    ws.send(Message::text(connect.to_string())).await.unwrap();
-    let hello = next_json(&mut ws).await;
-    assert_eq!(hello["ok"], true, "{hello}");
+    let scopes = ["operator.read", "operator.write", "operator.admin"];
+    let hello = handshake(&mut ws, ("openclaw-tui", "ui"), &scopes, &h.token).await;
     assert_eq!(
         hello["payload"]["auth"]["scopes"],
         serde_json::json!(["operator.read", "operator.write"])
@@ -158,15 +169,13 @@ async fn the_real_hello_carries_a_token_derived_recovery_scope() {
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
         .unwrap();
-    let challenge = next_json(&mut ws).await;
-    assert_eq!(challenge["event"], "connect.challenge");
-    let connect = serde_json::json!({"type":"req","id":"c1","method":"connect","params":{
-        "minProtocol":4,"maxProtocol":4,
-        "client":{"id":"gateway-client","version":"0.1.0","platform":"linux","mode":"backend"},
-        "role":"operator","scopes":["operator.read"],"auth":{"token":gw_token}}});
-    ws.send(Message::text(connect.to_string())).await.unwrap();
-    let hello = next_json(&mut ws).await;
-    assert_eq!(hello["ok"], true, "{hello}");
+    let hello = handshake(
+        &mut ws,
+        ("gateway-client", "backend"),
+        &["operator.read"],
+        &gw_token,
+    )
+    .await;
     let scope = hello["payload"]["auth"]["recoveryScope"]
         .as_str()
         .unwrap_or("");
