@@ -110,6 +110,8 @@ async fn run_proxy(upstream: String, port: String) {
 [listen]
 plain = "127.0.0.1:{port}"
 max_connections = 4096
+max_pending_connections = 4096
+max_pending_per_ip = 4096
 workers = 1
 [upstream]
 url = "{upstream}"
@@ -117,6 +119,8 @@ token = "gateway-token"
 [limits]
 requests_per_second_per_credential = 0
 handshakes_per_minute_per_ip = 0
+# On, so that its check is measured, and far above what one closed-loop connection sends.
+frames_per_second_per_connection = 1000000000
 [[credentials]]
 id = "bench"
 token_sha256 = "{hash}"

@@ -1,6 +1,9 @@
 //! The audit log: one JSON object per line for every security decision (connects with their
 //! credential and granted scopes, auth failures, denials, rate-limit hits, disconnects).
 //!
+//! Refused requests go through [`DenialLog`](crate::denial_log::DenialLog), which writes one
+//! line per credential, method and reason per interval, so a client cannot fill the disk.
+//!
 //! Records carry identifiers and reasons only: never a token, password, device signature or
 //! message text. The field set is fixed by [`AuditEvent`], so nothing from a frame can slip in
 //! except the method name (length-capped).
@@ -57,6 +60,9 @@ pub struct AuditEvent<'a> {
     /// Device id (public; connect).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<&'a str>,
+    /// How many like it this line stands for (aggregated denials; absent means one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -71,6 +77,7 @@ impl<'a> AuditEvent<'a> {
             reason: None,
             scopes: None,
             device: None,
+            count: None,
         }
     }
 }
@@ -122,6 +129,7 @@ impl AuditLog {
             method = event.method,
             reason = event.reason,
             scopes = ?event.scopes,
+            count = event.count,
             "audit"
         );
         let Some(file) = &self.file else {
@@ -141,7 +149,8 @@ impl AuditLog {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

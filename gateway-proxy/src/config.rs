@@ -56,9 +56,23 @@ pub struct ListenConfig {
     /// `/metrics`, `/healthz`, `/readyz` (HTTP). Keep it on loopback or a private network.
     #[serde(default)]
     pub admin: Option<SocketAddr>,
-    /// Connections admitted at once (TLS + plain); more wait in the kernel backlog.
+    /// Authenticated connections at once (TLS + plain). A client authenticated beyond it is
+    /// answered `UNAVAILABLE` (retryable) and closed 1013.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections not yet authenticated (TLS, upgrade, `connect`), at once, from all addresses;
+    /// counted apart from `max_connections` so that idle sockets cannot keep logins out. One
+    /// over it is closed at once.
+    #[serde(default = "default_max_pending_connections")]
+    pub max_pending_connections: usize,
+    /// Connections not yet authenticated from one source address, at once (as nginx
+    /// `limit_conn`); one over it is closed at once.
+    #[serde(default = "default_max_pending_per_ip")]
+    pub max_pending_per_ip: usize,
+    /// Deadline for the TLS handshake plus the HTTP upgrade request, in ms: a socket that sends
+    /// nothing is closed after this, well before the handshake deadline.
+    #[serde(default = "default_upgrade_timeout_ms")]
+    pub upgrade_timeout_ms: u64,
     /// Deadline for TLS + WebSocket upgrade + `connect`, in ms (the gateway uses 15000).
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
@@ -168,6 +182,23 @@ pub struct LimitsConfig {
     /// How often idle rate-limiter keys are evicted, in ms.
     #[serde(default = "default_limiter_gc_interval_ms")]
     pub limiter_gc_interval_ms: u64,
+    /// Client frames per second per connection, every frame counted (pings and pongs too;
+    /// burst = this many). Over it the connection is closed 1008 "too many frames". 0 disables.
+    #[serde(default = "default_frames_per_second")]
+    pub frames_per_second_per_connection: u32,
+    /// Requests refused by policy in a row after which the connection is closed 1008 (the
+    /// gateway closes after 10 unauthorised calls). A forwarded request resets the count. 0
+    /// disables.
+    #[serde(default = "default_max_consecutive_denials")]
+    pub max_consecutive_denials: u32,
+    /// A client message (all its frames) must be complete this long after its first byte, in
+    /// ms; else the connection is closed 1008 "message timeout".
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// Bytes all connections together may hold for client messages not yet complete. A
+    /// connection that needs more is closed 1013 (try again later).
+    #[serde(default = "default_partial_message_budget_bytes")]
+    pub partial_message_budget_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -179,17 +210,34 @@ impl Default for LimitsConfig {
             chat_send_per_minute_per_session: default_chat_per_minute_session(),
             slow_consumer_timeout_ms: default_slow_consumer_timeout_ms(),
             limiter_gc_interval_ms: default_limiter_gc_interval_ms(),
+            frames_per_second_per_connection: default_frames_per_second(),
+            max_consecutive_denials: default_max_consecutive_denials(),
+            message_timeout_ms: default_message_timeout_ms(),
+            partial_message_budget_bytes: default_partial_message_budget_bytes(),
         }
     }
 }
 
 /// The audit log.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// JSON-lines file (appended). Absent: audit events go to the log at info level only.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Refused requests are audited once per credential, method and reason per interval, in ms:
+    /// the first at once, the repeats as one line with a `count` when the interval ends.
+    #[serde(default = "default_denial_interval_ms")]
+    pub denial_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            denial_interval_ms: default_denial_interval_ms(),
+        }
+    }
 }
 
 /// One client credential and its policy.
@@ -223,6 +271,15 @@ pub struct CredentialConfig {
 fn default_max_connections() -> usize {
     1024
 }
+fn default_max_pending_connections() -> usize {
+    256
+}
+fn default_max_pending_per_ip() -> usize {
+    16
+}
+fn default_upgrade_timeout_ms() -> u64 {
+    3_000
+}
 fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
@@ -255,6 +312,21 @@ fn default_limiter_gc_interval_ms() -> u64 {
 }
 fn default_credential_max_connections() -> u32 {
     64
+}
+fn default_frames_per_second() -> u32 {
+    1_000
+}
+fn default_max_consecutive_denials() -> u32 {
+    10
+}
+fn default_message_timeout_ms() -> u64 {
+    30_000
+}
+fn default_partial_message_budget_bytes() -> usize {
+    128 << 20
+}
+fn default_denial_interval_ms() -> u64 {
+    10_000
 }
 
 impl Config {
@@ -302,8 +374,16 @@ impl Config {
         if l.max_connections == 0 {
             return bad("listen.max_connections must be at least 1".into());
         }
-        if l.handshake_timeout_ms == 0 {
-            return bad("listen.handshake_timeout_ms must be > 0".into());
+        if l.max_pending_connections == 0 || l.max_pending_per_ip == 0 {
+            return bad(
+                "listen.max_pending_connections and listen.max_pending_per_ip must be at least 1"
+                    .into(),
+            );
+        }
+        if l.handshake_timeout_ms == 0 || l.upgrade_timeout_ms == 0 {
+            return bad(
+                "listen.handshake_timeout_ms and listen.upgrade_timeout_ms must be > 0".into(),
+            );
         }
         let url = &self.upstream.url;
         let is_tls = url.starts_with("wss://");
@@ -337,9 +417,17 @@ impl Config {
                 "upstream.connect_timeout_ms and upstream.probe_interval_ms must be > 0".into(),
             );
         }
-        if self.limits.slow_consumer_timeout_ms == 0 || self.limits.limiter_gc_interval_ms == 0 {
+        let lim = &self.limits;
+        if lim.slow_consumer_timeout_ms == 0
+            || lim.limiter_gc_interval_ms == 0
+            || lim.message_timeout_ms == 0
+            || lim.partial_message_budget_bytes == 0
+            || self.audit.denial_interval_ms == 0
+        {
             return bad(
-                "limits.slow_consumer_timeout_ms and limits.limiter_gc_interval_ms must be > 0"
+                "limits.slow_consumer_timeout_ms, limits.limiter_gc_interval_ms, \
+                 limits.message_timeout_ms, limits.partial_message_budget_bytes and \
+                 audit.denial_interval_ms must be > 0"
                     .into(),
             );
         }
@@ -379,6 +467,11 @@ impl Config {
     /// Handshake deadline.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.listen.handshake_timeout_ms)
+    }
+
+    /// Deadline for TLS and the upgrade request.
+    pub fn upgrade_timeout(&self) -> Duration {
+        Duration::from_millis(self.listen.upgrade_timeout_ms)
     }
 }
 

@@ -22,14 +22,22 @@ use crate::frame_cursor::FrameCursor;
 pub struct GatedIo<S> {
     inner: S,
     cursor: Option<FrameCursor>,
+    /// Bytes already read from `inner` (after the upgrade request), given out first.
+    early: Vec<u8>,
 }
 
 impl<S> GatedIo<S> {
     /// Wraps a socket, disarmed (the HTTP upgrade is not framed).
     pub fn new(inner: S) -> Self {
+        Self::with_early_bytes(inner, Vec::new())
+    }
+
+    /// Wraps a socket from which `early` was already read: those bytes come first.
+    pub fn with_early_bytes(inner: S, early: Vec<u8>) -> Self {
         Self {
             inner,
             cursor: None,
+            early,
         }
     }
 
@@ -52,12 +60,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for GatedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let limit = this.cursor.as_ref().map_or(usize::MAX, |c| {
+            usize::try_from(c.allowance()).unwrap_or(usize::MAX)
+        });
+        if !this.early.is_empty() {
+            let n = limit.min(buf.remaining()).min(this.early.len());
+            let taken: Vec<u8> = this.early.drain(..n).collect();
+            if let Some(cursor) = &mut this.cursor {
+                cursor.follow(&taken);
+            }
+            buf.put_slice(&taken);
+            if this.early.is_empty() {
+                this.early = Vec::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         let Some(cursor) = &mut this.cursor else {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         };
-        let limit = usize::try_from(cursor.allowance())
-            .unwrap_or(usize::MAX)
-            .min(buf.remaining());
+        let limit = limit.min(buf.remaining());
         let dst = buf.initialize_unfilled_to(limit);
         let mut part = ReadBuf::new(dst);
         ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
@@ -103,7 +124,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GatedIo<S> {
 /// complete message was read or written, with the gate armed since a boundary.
 ///
 /// # Errors
-/// The flush failed (the socket is gone).
+/// The flush failed (the socket is gone), or early bytes are still unread (a client that sent
+/// frames ahead of the handshake it was answering: it broke the protocol).
 pub async fn into_raw<S>(
     mut ws: WebSocketStream<GatedIo<S>>,
 ) -> Result<S, tokio_tungstenite::tungstenite::Error>
@@ -111,7 +133,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     futures_util::SinkExt::flush(&mut ws).await?;
-    Ok(ws.into_inner().inner)
+    let gated = ws.into_inner();
+    if !gated.early.is_empty() {
+        return Err(tokio_tungstenite::tungstenite::Error::Io(
+            std::io::ErrorKind::InvalidData.into(),
+        ));
+    }
+    Ok(gated.inner)
 }
 
 #[cfg(test)]

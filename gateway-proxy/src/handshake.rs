@@ -22,7 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use crate::admission::AdmittedSlot;
 use crate::audit::{AuditEvent, AuditKind};
+use crate::client_hello::{client_hello, session_defaults};
 use crate::config::UpstreamIdentity;
 use crate::credential::{ConnectionSlot, Credential};
 use crate::inspector::{Session, error_response, rate_limited_error};
@@ -44,6 +46,8 @@ pub struct ConnCtx {
     pub id: u64,
     /// The client's TLS certificate, when it presented one.
     pub client_cert: Option<rustls::pki_types::CertificateDer<'static>>,
+    /// End of the window for TLS and the upgrade request (a socket that sends nothing).
+    pub upgrade_deadline: Instant,
     /// End of the handshake window.
     pub deadline: Instant,
 }
@@ -55,8 +59,9 @@ pub struct Admitted {
     pub upstream: UpstreamWs,
     /// Credential and granted scopes.
     pub session: Session,
-    /// The credential's connection slot, held for the connection's life.
-    pub slot: ConnectionSlot,
+    /// The credential's connection slot and the proxy's admitted slot, held for the
+    /// connection's life.
+    pub slots: (ConnectionSlot, AdmittedSlot),
 }
 
 /// A refused handshake, ready to deliver (boxed: refusals are rare, results stay small).
@@ -369,15 +374,36 @@ fn authenticate(
     Ok((cred, device))
 }
 
-fn take_slot(shared: &Shared, id: &str, cred: &Arc<Credential>) -> Result<ConnectionSlot, Refusal> {
-    cred.try_acquire().ok_or_else(|| {
+/// The credential's connection slot and one of the proxy's admitted slots.
+fn take_slots(
+    shared: &Shared,
+    id: &str,
+    cred: &Arc<Credential>,
+) -> Result<(ConnectionSlot, AdmittedSlot), Refusal> {
+    let slot = cred.try_acquire().ok_or_else(|| {
         shared.metrics.limited(LimitKind::Connections);
         let l = Limited {
             kind: LimitKind::Connections,
             retry_after: std::time::Duration::from_secs(1),
         };
         limited_refusal(id, l, Some(cred))
-    })
+    })?;
+    let admitted = shared.admission.try_admit().ok_or_else(|| {
+        Refusal::new(
+            ConnOutcome::OverCapacity,
+            close_code::TRY_AGAIN_LATER,
+            "proxy at capacity",
+        )
+        .answer(
+            id,
+            ErrorShape::unavailable(
+                "proxy at capacity; retry shortly",
+                "proxy-at-capacity",
+                1000,
+            ),
+        )
+    })?;
+    Ok((slot, admitted))
 }
 
 fn upstream_refusal(shared: &Shared, id: Option<&str>, f: UpstreamFailure) -> Refusal {
@@ -468,28 +494,6 @@ fn upstream_params(client: &ConnectParams, scopes: ScopeSet, shared: &Shared) ->
     }
 }
 
-/// hello-ok as the client sees it: the scopes it holds, no upstream device token.
-fn rewrite_hello(raw: &str, granted: ScopeSet) -> Result<(Value, ScopeSet), String> {
-    let mut hello: Value = serde_json::from_str(raw).map_err(|e| e.to_string())?;
-    let auth = hello
-        .get_mut("auth")
-        .and_then(Value::as_object_mut)
-        .ok_or("hello-ok without auth")?;
-    let upstream_scopes = ScopeSet::from_names(
-        auth.get("scopes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str),
-    );
-    let effective = granted.clamp_to(upstream_scopes);
-    auth.insert("scopes".into(), serde_json::json!(effective.names()));
-    for secret_field in ["deviceToken", "issuedAtMs", "recoveryMigrationAllowed"] {
-        auth.remove(secret_field);
-    }
-    Ok((hello, effective))
-}
-
 async fn send_text<S>(client: &mut WebSocketStream<S>, text: String) -> Result<(), Refusal>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -544,7 +548,7 @@ where
     let token = params.auth.as_ref().and_then(|a| a.token.as_ref());
     let (cred, device) =
         authenticate(shared, ctx, &id, &params, &nonce, token, &EXCHANGE_REFUSALS)?;
-    let slot = take_slot(shared, &id, &cred)?;
+    let slots = take_slots(shared, &id, &cred)?;
     let requested = ScopeSet::from_names(params.scopes.iter().flatten().map(String::as_str));
     let granted = requested.clamp_to(cred.policy.grant);
 
@@ -562,8 +566,9 @@ where
         )
         .await
         .map_err(|f| upstream_refusal(shared, Some(&id), f))?;
-    let (payload, scopes) = rewrite_hello(hello.get(), granted)
+    let (payload, scopes) = client_hello(hello.get(), granted)
         .map_err(|e| upstream_refusal(shared, Some(&id), UpstreamFailure::Broken(e, None)))?;
+    let defaults = session_defaults(&payload);
     let text = encode_response_ok(&id, &payload)
         .map_err(|_| Refusal::silent(ConnOutcome::HandshakeFailed))?;
     send_text(client, text).await?;
@@ -573,8 +578,9 @@ where
         session: Session {
             credential: cred,
             scopes,
+            defaults,
         },
-        slot,
+        slots,
     })
 }
 
@@ -644,7 +650,7 @@ where
         .answer(&id, ErrorShape::missing_scope(missing.as_str()))
         .audited(AuditKind::Denied, "missing_scope", Some(&cred)));
     }
-    let slot = take_slot(shared, &id, &cred)?;
+    let slots = take_slots(shared, &id, &cred)?;
     upstream
         .send(Message::Text(first.clone()))
         .await
@@ -680,6 +686,10 @@ where
             .map(|h| h.granted_scopes())
             .unwrap_or(ScopeSet::EMPTY)
             .clamp_to(cred.policy.grant);
+        let defaults = res
+            .payload_as::<Value>()
+            .map(|h| session_defaults(&h))
+            .unwrap_or_default();
         send_text(client, text).await?;
         audit_connect(shared, ctx, &cred, granted, device.as_deref());
         return Ok(Admitted {
@@ -687,26 +697,9 @@ where
             session: Session {
                 credential: cred,
                 scopes: granted,
+                defaults,
             },
-            slot,
+            slots,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hello_is_rewritten_to_the_granted_scopes_without_device_tokens() {
-        let raw = r#"{"type":"hello-ok","protocol":4,"auth":{"method":"token","role":"operator",
-            "scopes":["operator.read","operator.write"],"deviceToken":"SECRET-DT","issuedAtMs":5},
-            "policy":{"tickIntervalMs":30000}}"#;
-        let granted = ScopeSet::from_iter([Scope::Read]);
-        let (v, eff) = rewrite_hello(raw, granted).unwrap();
-        assert_eq!(eff, granted);
-        assert_eq!(v["auth"]["scopes"], serde_json::json!(["operator.read"]));
-        assert!(!v.to_string().contains("SECRET-DT"));
-        assert_eq!(v["policy"]["tickIntervalMs"], 30000);
     }
 }

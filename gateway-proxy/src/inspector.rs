@@ -1,23 +1,21 @@
 //! The frame inspector: decides, for each client frame after the handshake, whether it goes to
 //! the gateway untouched or is answered by the proxy.
 //!
-//! A frame is parsed once, borrowing from its text (envelope only); params are decoded only for
-//! methods whose scope depends on them and for `chat.send` (its session key). The caller forwards
+//! A frame is read once, as the gateway will read it ([`request_read`](crate::request_read)),
+//! and decided on that reading: the policy, then the rate limits. Params are looked at only for
+//! methods whose scope depends on them and for `chat.send` (its session). The caller forwards
 //! the original bytes on [`Verdict::Forward`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use shared_protocol::frame::{Frame, encode_response_err};
-use shared_protocol::session_key::{AgentId, DEFAULT_AGENT_ID, SessionKey};
 use shared_protocol::{DetailCode, ErrorCode, ErrorShape, ScopeSet};
 
+use crate::chat_session::{SessionDefaults, chat_send_session};
 use crate::credential::Credential;
-use crate::policy::Denial;
+use crate::policy::{Denial, Policy};
 use crate::rate_limit::{Limited, RateLimits};
-use crate::request_scan::scan_request;
+use crate::request_read::{Read, read_request};
 
 /// What an authenticated connection may do.
 #[derive(Debug, Clone)]
@@ -26,6 +24,8 @@ pub struct Session {
     pub credential: Arc<Credential>,
     /// Scopes granted to this connection (the request clamped to the credential's grant).
     pub scopes: ScopeSet,
+    /// The gateway's session defaults, from its hello (how `chat.send` keys resolve).
+    pub defaults: SessionDefaults,
 }
 
 /// The decision for one client frame.
@@ -35,98 +35,138 @@ pub enum Verdict<'a> {
     Forward,
     /// Refused by policy.
     Deny {
-        /// Request id to answer.
-        id: Cow<'a, str>,
-        /// Method asked for.
+        /// The request id's JSON text, to answer.
+        id_json: &'a str,
+        /// Method asked for (for logs and audit).
         method: Cow<'a, str>,
         /// Why.
         denial: Denial,
     },
     /// Refused by a rate limit (retryable).
     Limited {
-        /// Request id to answer.
-        id: Cow<'a, str>,
-        /// Method asked for.
+        /// The request id's JSON text, to answer.
+        id_json: &'a str,
+        /// Method asked for (for logs and audit).
         method: Cow<'a, str>,
         /// Which limit and when to retry.
         limited: Limited,
     },
-    /// Not a request frame: dropped (operators only send requests).
-    Invalid,
+    /// JSON but not a request frame: answered `INVALID_REQUEST`, as the gateway would.
+    NotRequest {
+        /// The frame's `id` JSON text, if it has one.
+        id_json: Option<&'a str>,
+    },
+    /// Not JSON: dropped (the gateway answers nothing either).
+    NotJson,
 }
 
-#[derive(Deserialize)]
-struct ChatSendKey<'a> {
-    #[serde(rename = "sessionKey", borrow, default)]
-    session_key: Option<Cow<'a, str>>,
+/// The proxy's decision on a frame before any rate limit: what the policy says of it as the
+/// gateway will read it. Pure, so that tests compare it with the gateway's own decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement<'a> {
+    /// Allowed by policy.
+    Allow {
+        /// The request id's JSON text.
+        id_json: &'a str,
+        /// The method (a lone surrogate shown as U+FFFD; such a method is never allowed).
+        method: Cow<'a, str>,
+        /// For `chat.send`, the gateway session it addresses (its rate-limit bucket), when its
+        /// params name one.
+        chat_session: Option<String>,
+    },
+    /// Refused by policy.
+    Deny {
+        /// The request id's JSON text.
+        id_json: &'a str,
+        /// The method, for logs (a lone surrogate shown as U+FFFD).
+        method: Cow<'a, str>,
+        /// Why.
+        denial: Denial,
+    },
+    /// JSON but not a request frame.
+    NotRequest {
+        /// The frame's `id` JSON text, if any.
+        id_json: Option<&'a str>,
+    },
+    /// Not JSON.
+    NotJson,
 }
 
-/// The request fields decided on: from the [fast scan](crate::request_scan) when it answers,
-/// else from serde.
-struct Request<'a> {
-    id: Cow<'a, str>,
-    method: Cow<'a, str>,
-    /// Raw JSON text.
-    params: Option<&'a str>,
-}
-
-fn read_request(text: &str) -> Option<Request<'_>> {
-    if let Some(r) = scan_request(text) {
-        return Some(Request {
-            id: Cow::Borrowed(r.id),
-            method: Cow::Borrowed(r.method),
-            params: r.params,
-        });
-    }
-    match Frame::parse(text) {
-        Ok(Frame::Request(r)) => Some(Request {
-            id: r.id,
-            method: r.method,
-            params: r.params.map(RawValue::get),
-        }),
-        _ => None,
-    }
-}
-
-/// Decides one client text frame.
-pub fn inspect<'a>(text: &'a str, session: &Session, limits: &RateLimits) -> Verdict<'a> {
-    let Some(req) = read_request(text) else {
-        return Verdict::Invalid;
+/// Judges one client text frame for a connection holding `scopes` under `policy`.
+pub fn judge<'a>(
+    text: &'a str,
+    policy: &Policy,
+    scopes: ScopeSet,
+    defaults: &SessionDefaults,
+) -> Judgement<'a> {
+    let req = match read_request(text) {
+        Read::Request(r) => r,
+        Read::NotRequest { id_json } => return Judgement::NotRequest { id_json },
+        Read::NotJson => return Judgement::NotJson,
     };
-    let cred = &session.credential;
-    if let Err(denial) = cred.policy.check(&req.method, req.params, session.scopes) {
-        return Verdict::Deny {
-            id: req.id,
-            method: req.method,
+    let verdict = policy
+        .check(&req.method, req.params, scopes)
+        .and_then(|()| {
+            if req.method.equals("chat.send") {
+                chat_send_session(req.params, defaults).map_err(Denial::SessionKey)
+            } else {
+                Ok(None)
+            }
+        });
+    match verdict {
+        Ok(chat_session) => Judgement::Allow {
+            id_json: req.id_json,
+            method: req.method.text,
+            chat_session,
+        },
+        Err(denial) => Judgement::Deny {
+            id_json: req.id_json,
+            method: req.method.text,
             denial,
-        };
-    }
-    let mut limit = limits.check_request(cred.index);
-    if limit.is_ok() && req.method == "chat.send" {
-        // Absent params decode from `null` (and give no key), as serde's `params_as` does.
-        let key = serde_json::from_str::<ChatSendKey<'_>>(req.params.unwrap_or("null"))
-            .ok()
-            .and_then(|p| p.session_key)
-            .unwrap_or_default();
-        limit = limits.check_chat_send(cred.index, &canonical_session_key(&key));
-    }
-    match limit {
-        Ok(()) => Verdict::Forward,
-        Err(limited) => Verdict::Limited {
-            id: req.id,
-            method: req.method,
-            limited,
         },
     }
 }
 
-/// The key the gateway will use (lower-cased, `agent:main:` prefixed); a malformed key is kept
-/// as sent, lower-cased (the gateway rejects it anyway, and it still counts against the limit).
-pub fn canonical_session_key(raw: &str) -> String {
-    AgentId::parse(DEFAULT_AGENT_ID)
-        .ok()
-        .and_then(|main| SessionKey::canonicalize(raw, &main).ok())
-        .map_or_else(|| raw.to_lowercase(), |k| k.as_str().to_string())
+/// Decides one client text frame: the [judgement](judge), then the rate limits. Every request
+/// counts against the credential's request budget, refused ones included, so that refusals
+/// cannot be sent faster than allowed requests.
+pub fn inspect<'a>(text: &'a str, session: &Session, limits: &RateLimits) -> Verdict<'a> {
+    let cred = &session.credential;
+    let (id_json, method, chat_session) =
+        match judge(text, &cred.policy, session.scopes, &session.defaults) {
+            Judgement::NotJson => return Verdict::NotJson,
+            Judgement::NotRequest { id_json } => return Verdict::NotRequest { id_json },
+            Judgement::Deny {
+                id_json,
+                method,
+                denial,
+            } => {
+                // Counted, whatever the budget says: the refusal is the answer either way.
+                let _ = limits.check_request(cred.index);
+                return Verdict::Deny {
+                    id_json,
+                    method,
+                    denial,
+                };
+            }
+            Judgement::Allow {
+                id_json,
+                method,
+                chat_session,
+            } => (id_json, method, chat_session),
+        };
+    let mut limit = limits.check_request(cred.index);
+    if limit.is_ok() && method == "chat.send" {
+        limit = limits.check_chat_send(cred.index, chat_session.as_deref());
+    }
+    match limit {
+        Ok(()) => Verdict::Forward,
+        Err(limited) => Verdict::Limited {
+            id_json,
+            method,
+            limited,
+        },
+    }
 }
 
 /// The retryable error for a rate-limit hit: `UNAVAILABLE`, `retryAfterMs`,
@@ -149,13 +189,27 @@ pub fn rate_limited_error(l: Limited) -> ErrorShape {
     }
 }
 
-/// The response frame for a refused request.
+/// The gateway's answer to a frame that is JSON but not a request.
+pub fn invalid_request_error() -> ErrorShape {
+    ErrorShape::new(ErrorCode::InvalidRequest, "invalid request frame")
+}
+
+/// The response frame for a refused request (`id` a plain string).
 pub fn error_response(id: &str, error: &ErrorShape) -> String {
-    encode_response_err::<()>(id, error, None).unwrap_or_else(|_| {
+    error_response_json(
+        &serde_json::Value::String(id.to_string()).to_string(),
+        error,
+    )
+}
+
+/// The response frame for a refused request whose `id` is given as JSON text (echoed as the
+/// client wrote it).
+pub fn error_response_json(id_json: &str, error: &ErrorShape) -> String {
+    let error = serde_json::to_string(error).unwrap_or_else(|_| {
         // Unreachable in practice (ErrorShape always serialises); keep the client answered.
-        format!(r#"{{"type":"res","id":{},"ok":false,"error":{{"code":"UNAVAILABLE","message":"proxy error"}}}}"#,
-            serde_json::Value::String(id.to_string()))
-    })
+        r#"{"code":"UNAVAILABLE","message":"proxy error"}"#.to_string()
+    });
+    format!(r#"{{"type":"res","id":{id_json},"ok":false,"error":{error}}}"#)
 }
 
 #[cfg(test)]
@@ -180,26 +234,35 @@ mod tests {
         .unwrap();
         let credential = store.authenticate("t").unwrap();
         let scopes = credential.policy.grant;
-        Session { credential, scopes }
+        Session {
+            credential,
+            scopes,
+            defaults: SessionDefaults::default(),
+        }
+    }
+
+    fn req(m: &str, p: &str) -> String {
+        format!(r#"{{"type":"req","id":"r1","method":"{m}","params":{p}}}"#)
     }
 
     #[tokio::test(start_paused = true)]
     async fn verdicts() {
         let s = session(&["operator.read", "operator.write"], &["models.list"]);
         let l = RateLimits::new(&LimitsConfig::default());
-        let req =
-            |m: &str, p: &str| format!(r#"{{"type":"req","id":"r1","method":"{m}","params":{p}}}"#);
         assert!(matches!(
             inspect(&req("health", "{}"), &s, &l),
             Verdict::Forward
         ));
         let reset = req("sessions.reset", r#"{"key":"main"}"#);
-        let Verdict::Deny { id, denial, .. } = inspect(&reset, &s, &l) else {
+        let Verdict::Deny {
+            id_json, denial, ..
+        } = inspect(&reset, &s, &l)
+        else {
             panic!()
         };
         assert_eq!(
-            (id.as_ref(), denial),
-            ("r1", Denial::MissingScope(Scope::Admin))
+            (id_json, denial),
+            (r#""r1""#, Denial::MissingScope(Scope::Admin))
         );
         assert!(matches!(
             inspect(&req("models.list", "{}"), &s, &l),
@@ -210,9 +273,34 @@ mod tests {
         ));
         assert!(matches!(
             inspect(r#"{"type":"event","event":"x"}"#, &s, &l),
-            Verdict::Invalid
+            Verdict::NotRequest { id_json: None }
         ));
-        assert!(matches!(inspect("not json", &s, &l), Verdict::Invalid));
+        assert!(matches!(
+            inspect(r#"["req","a1","health"]"#, &s, &l),
+            Verdict::NotRequest { id_json: None }
+        ));
+        assert!(matches!(inspect("not json", &s, &l), Verdict::NotJson));
+    }
+
+    /// Refused requests spend the credential's request budget too: once it is spent, an
+    /// allowed request is rate-limited.
+    #[tokio::test(start_paused = true)]
+    async fn refused_requests_count_against_the_request_budget() {
+        let s = session(&["operator.read"], &[]);
+        let l = RateLimits::new(&LimitsConfig {
+            requests_per_second_per_credential: 3,
+            ..LimitsConfig::default()
+        });
+        for _ in 0..3 {
+            assert!(matches!(
+                inspect(&req("sessions.reset", "{}"), &s, &l),
+                Verdict::Deny { .. }
+            ));
+        }
+        assert!(matches!(
+            inspect(&req("health", "{}"), &s, &l),
+            Verdict::Limited { .. }
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -231,15 +319,43 @@ mod tests {
             inspect(&send("Main-Chat"), &s, &l),
             Verdict::Forward
         ));
-        let Verdict::Limited { limited, .. } = inspect(&send("agent:main:main-chat"), &s, &l)
-        else {
-            panic!("same canonical key must share the budget")
-        };
-        assert_eq!(limited.kind, LimitKind::ChatSendSession);
-        let e = rate_limited_error(limited);
-        assert!(e.is_retryable() && e.retry_after_ms.unwrap() > 0);
-        assert_eq!(e.code, ErrorCode::Unavailable);
-        assert_eq!(e.detail_code(), Some(DetailCode::RateLimited));
+        // One session to the gateway, however it is spelled: JavaScript's whitespace (U+FEFF
+        // included), case, the agent prefix.
+        for spelling in [
+            "agent:main:main-chat",
+            r"\ufeffMain-Chat",
+            r" MAIN-CHAT\u3000",
+        ] {
+            let Verdict::Limited { limited, .. } = inspect(&send(spelling), &s, &l) else {
+                panic!("{spelling} must share the budget")
+            };
+            assert_eq!(limited.kind, LimitKind::ChatSendSession);
+            let e = rate_limited_error(limited);
+            assert!(e.is_retryable() && e.retry_after_ms.unwrap() > 0);
+            assert_eq!(e.code, ErrorCode::Unavailable);
+            assert_eq!(e.detail_code(), Some(DetailCode::RateLimited));
+        }
         assert!(matches!(inspect(&send("other"), &s, &l), Verdict::Forward));
+        // A key that cannot be resolved exactly is refused, not given a bucket of its own.
+        assert!(matches!(
+            inspect(&send(r"\ud800main-chat"), &s, &l),
+            Verdict::Deny {
+                denial: Denial::SessionKey(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn answers_echo_the_id_as_written() {
+        let e = invalid_request_error();
+        let text = error_response_json(r#""\ud800""#, &e);
+        assert!(
+            text.starts_with(r#"{"type":"res","id":"\ud800","ok":false"#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&error_response("a\"b", &e)).unwrap();
+        assert_eq!(v["id"], "a\"b");
+        assert_eq!(v["error"]["code"], "INVALID_REQUEST");
     }
 }

@@ -17,8 +17,10 @@ use crate::rate_limit::LimitKind;
 pub enum ConnOutcome {
     /// Handshake done, proxied.
     Accepted,
-    /// Admission refused (max connections).
+    /// Admission refused after authentication (`listen.max_connections`).
     OverCapacity,
+    /// Closed at accept: too many unauthenticated connections from its address or in all.
+    TooManyPending,
     /// TLS or WebSocket upgrade failed or timed out.
     HandshakeFailed,
     /// Credential, device proof or connect params refused.
@@ -30,9 +32,10 @@ pub enum ConnOutcome {
 }
 
 impl ConnOutcome {
-    const ALL: [ConnOutcome; 6] = [
+    const ALL: [ConnOutcome; 7] = [
         ConnOutcome::Accepted,
         ConnOutcome::OverCapacity,
+        ConnOutcome::TooManyPending,
         ConnOutcome::HandshakeFailed,
         ConnOutcome::AuthFailed,
         ConnOutcome::RateLimited,
@@ -43,6 +46,7 @@ impl ConnOutcome {
         match self {
             ConnOutcome::Accepted => "accepted",
             ConnOutcome::OverCapacity => "over_capacity",
+            ConnOutcome::TooManyPending => "too_many_pending",
             ConnOutcome::HandshakeFailed => "handshake_failed",
             ConnOutcome::AuthFailed => "auth_failed",
             ConnOutcome::RateLimited => "rate_limited",
@@ -78,6 +82,49 @@ impl UpstreamError {
     }
 }
 
+/// Why the proxy closed a client over one of its limits (closed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientClose {
+    /// Over the connection's frame budget (1008).
+    TooManyFrames,
+    /// Kept sending requests the policy refuses (1008).
+    RepeatedDenials,
+    /// A message not complete within the message timeout (1008).
+    MessageTimeout,
+    /// The process's budget for unfinished messages is used up (1013).
+    Busy,
+}
+
+impl ClientClose {
+    const ALL: [ClientClose; 4] = [
+        ClientClose::TooManyFrames,
+        ClientClose::RepeatedDenials,
+        ClientClose::MessageTimeout,
+        ClientClose::Busy,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientClose::TooManyFrames => "too_many_frames",
+            ClientClose::RepeatedDenials => "repeated_denials",
+            ClientClose::MessageTimeout => "message_timeout",
+            ClientClose::Busy => "partial_message_budget",
+        }
+    }
+
+    /// The close frame the client gets.
+    pub fn close(self) -> (u16, &'static str) {
+        use shared_protocol::close_code::{POLICY_VIOLATION, TRY_AGAIN_LATER};
+        match self {
+            ClientClose::TooManyFrames => (POLICY_VIOLATION, "too many frames"),
+            ClientClose::RepeatedDenials => (POLICY_VIOLATION, "repeated refused requests"),
+            ClientClose::MessageTimeout => (POLICY_VIOLATION, "message timeout"),
+            ClientClose::Busy => (TRY_AGAIN_LATER, "busy: too many unfinished messages"),
+        }
+    }
+}
+
 /// The proxy's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -101,6 +148,7 @@ pub struct Metrics {
     pub handshake_seconds: Histogram,
     /// Connections closed for not reading (1008 slow consumer).
     pub slow_consumers: IntCounter,
+    client_closes: Vec<IntCounter>,
     /// 1 when the last upstream probe succeeded.
     pub upstream_up: IntGauge,
     /// TLS certificate reloads (SIGHUP), by success.
@@ -210,6 +258,14 @@ impl Metrics {
         for r in ["ok", "error"] {
             tls_reloads.with_label_values(&[r]);
         }
+        let client_closes = IntCounterVec::new(
+            Opts::new(
+                format!("{p}client_limit_closes_total"),
+                "Clients closed over a limit of the proxy's, by reason",
+            ),
+            &["reason"],
+        )?;
+        reg(Box::new(client_closes.clone()))?;
         Ok(Self {
             connections_open,
             conn_outcomes: ConnOutcome::ALL
@@ -237,6 +293,10 @@ impl Metrics {
                 .collect(),
             handshake_seconds,
             slow_consumers,
+            client_closes: ClientClose::ALL
+                .iter()
+                .map(|c| client_closes.with_label_values(&[c.as_str()]))
+                .collect(),
             upstream_up,
             tls_reloads,
         })
@@ -262,6 +322,14 @@ impl Metrics {
     pub fn limited(&self, kind: LimitKind) {
         let i = LimitKind::ALL.iter().position(|k| *k == kind);
         if let Some(c) = i.and_then(|i| self.limits.get(i)) {
+            c.inc();
+        }
+    }
+
+    /// Counts a client closed over a limit.
+    pub fn client_close(&self, why: ClientClose) {
+        let i = ClientClose::ALL.iter().position(|c| *c == why);
+        if let Some(c) = i.and_then(|i| self.client_closes.get(i)) {
             c.inc();
         }
     }

@@ -7,9 +7,12 @@
 
 use std::collections::HashSet;
 
+use shared_protocol::js_json::Value;
+use shared_protocol::js_string::JsStr;
 use shared_protocol::scopes::core_requirement;
 use shared_protocol::{DetailCode, ErrorCode, ErrorShape, Scope, ScopeSet};
 
+use crate::chat_session::KeyError;
 use crate::config::{CredentialConfig, scope_set};
 
 /// What a credential may do.
@@ -32,8 +35,11 @@ pub enum Denial {
     DenyList,
     /// The credential has an allow list and the method is not on it.
     NotAllowListed,
-    /// Not in the gateway's core table and not explicitly allowed.
+    /// Not in the gateway's core table and not explicitly allowed (a method name holding a lone
+    /// surrogate is always this: no list can name it exactly).
     UnknownMethod,
+    /// A `chat.send` session key the proxy cannot resolve as the gateway would.
+    SessionKey(KeyError),
 }
 
 impl Denial {
@@ -45,16 +51,18 @@ impl Denial {
             Denial::DenyList => "deny_list",
             Denial::NotAllowListed => "not_allow_listed",
             Denial::UnknownMethod => "unknown_method",
+            Denial::SessionKey(_) => "session_key",
         }
     }
 
     /// Every reason (to pre-register metric series).
-    pub const ALL: [Denial; 5] = [
+    pub const ALL: [Denial; 6] = [
         Denial::MissingScope(Scope::Admin),
         Denial::NodeRole,
         Denial::DenyList,
         Denial::NotAllowListed,
         Denial::UnknownMethod,
+        Denial::SessionKey(KeyError::NotExact),
     ];
 
     /// The error the client receives, in the gateway's shape.
@@ -85,6 +93,13 @@ impl Denial {
                 "unknown-method",
                 format!("unknown method {method} is not allowed by proxy policy"),
             ),
+            Denial::SessionKey(e) => ErrorShape {
+                details: Some(serde_json::json!({ "reason": "session-key-unresolvable" })),
+                ..ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    format!("invalid chat.send params: {}", e.explain()),
+                )
+            },
         }
     }
 }
@@ -114,26 +129,30 @@ impl Policy {
         }
     }
 
-    /// Decides one request on a connection holding `scopes`. Params are parsed only for the few
-    /// methods whose requirement depends on them.
+    /// Decides one request on a connection holding `scopes`. Params are looked at only for the
+    /// few methods whose requirement depends on them.
     ///
     /// # Errors
     /// The [`Denial`] when refused.
     pub fn check(
         &self,
-        method: &str,
-        params: Option<&str>,
+        method: &JsStr<'_>,
+        params: Option<Value<'_>>,
         scopes: ScopeSet,
     ) -> Result<(), Denial> {
-        if self.deny.contains(method) {
+        // A method holding a lone surrogate is no name on any list and no core method.
+        let exact = method.lossless.then(|| method.as_str());
+        if exact.is_some_and(|m| self.deny.contains(m)) {
             return Err(Denial::DenyList);
         }
         let allow_listed = match &self.allow {
-            Some(allow) if !allow.contains(method) => return Err(Denial::NotAllowListed),
+            Some(allow) if !exact.is_some_and(|m| allow.contains(m)) => {
+                return Err(Denial::NotAllowListed);
+            }
             Some(_) => true,
             None => false,
         };
-        let Some(requirement) = core_requirement(method, params) else {
+        let Some(requirement) = exact.and_then(|m| core_requirement(m, params)) else {
             // Plugin methods: the gateway enforces its own scope for them on our clamped
             // upstream session; the proxy only lets through what the policy names.
             return if allow_listed {
@@ -153,6 +172,12 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared_protocol::js_json;
+
+    fn chk(p: &Policy, method: &str, params: Option<&str>, held: ScopeSet) -> Result<(), Denial> {
+        let params = params.map(|t| js_json::parse(t).unwrap());
+        p.check(&JsStr::exact(method), params, held)
+    }
 
     const R: Scope = Scope::Read;
     const W: Scope = Scope::Write;
@@ -207,7 +232,7 @@ mod tests {
         ];
         for (method, params, needed) in table {
             for (held, name) in [(read, "read"), (rw, "rw"), (admin, "admin")] {
-                let verdict = p.check(method, *params, held);
+                let verdict = chk(&p, method, *params, held);
                 if held.satisfies(*needed) {
                     assert_eq!(verdict, Ok(()), "{method} with {name}");
                 } else {
@@ -225,24 +250,38 @@ mod tests {
     fn lists_and_unknown_methods() {
         let rw = ScopeSet::from_iter([R, W]);
         let p = Policy::new(rw, None, &["chat.send"]);
-        assert_eq!(p.check("chat.send", None, rw), Err(Denial::DenyList));
-        assert_eq!(p.check("health", None, rw), Ok(()));
+        assert_eq!(chk(&p, "chat.send", None, rw), Err(Denial::DenyList));
+        assert_eq!(chk(&p, "health", None, rw), Ok(()));
         assert_eq!(
-            p.check("plugin.thing", None, ScopeSet::from_iter([A])),
+            chk(&p, "plugin.thing", None, ScopeSet::from_iter([A])),
             Err(Denial::UnknownMethod)
         );
-        assert_eq!(p.check("node.event", None, rw), Err(Denial::NodeRole));
+        assert_eq!(chk(&p, "node.event", None, rw), Err(Denial::NodeRole));
 
         let p = Policy::new(rw, Some(&["health", "plugin.thing"]), &[]);
-        assert_eq!(p.check("health", None, rw), Ok(()));
-        assert_eq!(p.check("plugin.thing", None, rw), Ok(()));
-        assert_eq!(p.check("status", None, rw), Err(Denial::NotAllowListed));
+        assert_eq!(chk(&p, "health", None, rw), Ok(()));
+        assert_eq!(chk(&p, "plugin.thing", None, rw), Ok(()));
+        assert_eq!(chk(&p, "status", None, rw), Err(Denial::NotAllowListed));
         // An allow list never widens the scope rule for core methods.
         let p = Policy::new(rw, Some(&["sessions.reset"]), &[]);
         assert_eq!(
-            p.check("sessions.reset", None, rw),
+            chk(&p, "sessions.reset", None, rw),
             Err(Denial::MissingScope(A))
         );
+    }
+
+    /// A method name holding a lone surrogate is never on a list, so never allowed.
+    #[test]
+    fn inexact_method_names_match_no_list() {
+        let rw = ScopeSet::from_iter([R, W]);
+        let lossy = JsStr {
+            text: "x\u{fffd}".into(),
+            lossless: false,
+        };
+        let p = Policy::new(rw, Some(&["x\u{fffd}"]), &[]);
+        assert_eq!(p.check(&lossy, None, rw), Err(Denial::NotAllowListed));
+        let p = Policy::new(ScopeSet::from_iter([A]), None, &["x\u{fffd}"]);
+        assert_eq!(p.check(&lossy, None, rw), Err(Denial::UnknownMethod));
     }
 
     #[test]

@@ -196,14 +196,18 @@ impl RateLimits {
         self.requests.check(&cred)
     }
 
-    /// One `chat.send` by `cred` to the canonical `session_key`.
+    /// One `chat.send` by `cred` to the canonical `session_key` (`None`: its params name no
+    /// session, and the gateway will refuse them; only the credential's limit applies).
     ///
     /// # Errors
     /// [`Limited`] when over either limit.
-    pub fn check_chat_send(&self, cred: u32, session_key: &str) -> Result<(), Limited> {
+    pub fn check_chat_send(&self, cred: u32, session_key: Option<&str>) -> Result<(), Limited> {
         self.chat_credential.check(&cred)?;
-        // Keyed per credential too, so one client cannot exhaust another's session budget.
-        self.chat_session.check(&format!("{cred}/{session_key}"))
+        match session_key {
+            // Keyed per credential too, so one client cannot exhaust another's session budget.
+            Some(key) => self.chat_session.check(&format!("{cred}/{key}")),
+            None => Ok(()),
+        }
     }
 
     /// Forgets keys whose state is back to "never seen" (bounded memory).
@@ -262,11 +266,12 @@ mod tests {
         assert!(l.check_request(7).is_err());
         l.check_request(8).unwrap();
         // chat per credential disabled (0); per session: 1 per minute.
-        l.check_chat_send(7, "agent:main:a").unwrap();
-        let e = l.check_chat_send(7, "agent:main:a").unwrap_err();
+        l.check_chat_send(7, Some("agent:main:a")).unwrap();
+        let e = l.check_chat_send(7, Some("agent:main:a")).unwrap_err();
         assert_eq!(e.kind, LimitKind::ChatSendSession);
-        l.check_chat_send(7, "agent:main:b").unwrap();
-        l.check_chat_send(8, "agent:main:a").unwrap();
+        l.check_chat_send(7, Some("agent:main:b")).unwrap();
+        l.check_chat_send(8, Some("agent:main:a")).unwrap();
+        l.check_chat_send(7, None).unwrap();
     }
 
     #[tokio::test(start_paused = true)]

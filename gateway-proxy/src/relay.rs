@@ -3,15 +3,20 @@
 //! [`frame_gate`](crate::frame_gate)). A [relay loop](crate::relay_loop) drives it on socket
 //! events and deadlines; nothing here blocks or waits.
 //!
-//! - **Client → gateway.** Each frame is unmasked in place, checked by the
-//!   [inspector](crate::inspector), masked back with the client's own key and forwarded as the
-//!   exact bytes that arrived; the frames of one read go out in one write. Refused requests are
+//! - **Client → gateway.** The [client codec](crate::client_codec) reads the client's frames;
+//!   each message is checked by the [inspector](crate::inspector) and forwarded as the exact
+//!   bytes that arrived; the frames of one read go out in one write. Refused requests are
 //!   answered by the proxy and never reach the gateway.
+//! - **Hostile clients.** Every client frame, control frames included, counts against the
+//!   connection's frame budget; a connection over it, or one that keeps sending requests the
+//!   policy refuses, is closed 1008. A message must be complete within the message timeout, and
+//!   bytes held for unfinished messages count against one budget for the whole process (over
+//!   it, the connection that asked for more is closed 1013).
 //! - **Gateway → client.** Bytes are forwarded as read, never parsed; a [`FrameCursor`] follows
 //!   the frame headers so that the proxy's own answers and close frames go in only between two
 //!   messages.
-//! - **Control frames** pass through both ways: pings reach the gateway, which answers them, so
-//!   a client's liveness check covers the whole path, not just the proxy.
+//! - **Control frames** pass through both ways (within the frame budget): pings reach the
+//!   gateway, which answers them, so a client's liveness check covers the whole path.
 //! - **Memory.** Reads land in one scratch buffer per relay loop; a connection holds a buffer
 //!   only for bytes in flight (a frame cut by a read, bytes its peer has not taken yet), so an
 //!   idle connection holds none. While bytes wait for a socket, nothing more is read from the
@@ -22,23 +27,31 @@
 //!   just shut down.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::clock::LoopInstant as Instant;
 
+use governor::clock::MonotonicClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use shared_protocol::close_code;
 use tracing::Span;
 
 use crate::audit::{AuditEvent, AuditKind};
+use crate::client_codec::{Broke, ClientCodec, ClientSink, Message};
 use crate::frame_cursor::FrameCursor;
-use crate::inspector::{Session, Verdict, error_response, inspect, rate_limited_error};
-use crate::metrics::{ForwardedFrames, UpstreamError};
+use crate::inspector::{
+    Session, Verdict, error_response_json, inspect, invalid_request_error, rate_limited_error,
+};
+use crate::metrics::{ClientClose, ForwardedFrames, UpstreamError};
 use crate::outbox::{Drain, Outbox};
 use crate::server::Shared;
 use crate::socket::Socket;
-use crate::wire::{self, Header, MAX_CONTROL_PAYLOAD};
-use crate::wire::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use crate::wire::{self, Header, OP_TEXT};
 use crate::ws::MAX_MESSAGE_BYTES;
 
 /// Longest the close handshake and the final flushes may take at the end of a connection.
@@ -48,8 +61,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const RATE_LIMIT_AUDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes read per socket read (one buffer per relay loop, never per connection).
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Most a cut client frame's header makes the proxy reserve ahead.
-const PARTIAL_RESERVE_BYTES: usize = 1024 * 1024;
+/// Most reads of 4 KiB spent dropping a closed client's unread input (1 MiB).
+const DISCARD_READS: usize = 256;
 /// Rounds per drive before the connection lets the loop's other connections go first.
 const ROUNDS_PER_DRIVE: usize = 32;
 
@@ -91,11 +104,13 @@ pub(crate) enum Drive {
 
 /// What ended the open phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
+pub(crate) enum Event {
     /// The client's socket failed, or it closed TCP without a close frame.
     ClientGone,
     /// The client broke the protocol: close with this code and reason.
     ClientBroke(u16, &'static str),
+    /// The client overstepped a limit of the proxy's: close, and count why.
+    ClientLimit(ClientClose),
     /// The client's close frame was forwarded.
     ClientClosed,
     /// The gateway's socket failed or stopped taking bytes.
@@ -136,6 +151,15 @@ pub(crate) enum Side {
     /// The gateway.
     Upstream,
 }
+
+impl From<Broke> for Event {
+    fn from(b: Broke) -> Self {
+        Event::ClientBroke(b.code, b.reason)
+    }
+}
+
+/// A connection's budget of client frames (every frame counts, control frames included).
+type FrameBudget = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<Instant>>;
 
 impl Side {
     /// The event for this side's socket failing or ending.
@@ -195,36 +219,6 @@ fn drain(
     }
 }
 
-/// Moves a forwarded frame down to the end of the frames kept so far (`out`), so that all of a
-/// read's forwarded frames go out in one write; in place (the usual case: nothing dropped
-/// before it) nothing moves.
-fn compact(buf: &mut [u8], frame: std::ops::Range<usize>, out: &mut usize) {
-    let len = frame.len();
-    if frame.start != *out {
-        buf.copy_within(frame, *out);
-    }
-    *out += len;
-}
-
-/// A fragmented client message being collected.
-struct Fragmented {
-    text: bool,
-    /// Unmasked payload so far.
-    payload: Vec<u8>,
-}
-
-/// What to do with one complete client frame.
-enum Action {
-    /// Forward the frame as it arrived.
-    Forward,
-    /// Forward these bytes instead (a reassembled message, one frame).
-    ForwardOwned(Vec<u8>),
-    /// Forward the frame, then the client is closing.
-    ForwardClose,
-    /// Nothing goes upstream.
-    Drop,
-}
-
 /// One proxied connection in the relay phase: both sockets and everything in flight between
 /// them. Driven by a [relay loop](crate::relay_loop).
 pub(crate) struct Relay {
@@ -239,9 +233,15 @@ pub(crate) struct Relay {
     upstream: Socket,
     to_client: Outbox,
     to_upstream: Outbox,
-    /// Client bytes read but not yet a whole frame.
-    client_partial: Vec<u8>,
-    client_message: Option<Fragmented>,
+    /// The client's frames, and the bytes of an unfinished one.
+    codec: ClientCodec,
+    /// Bytes of `codec` counted against the process's budget for unfinished messages.
+    held_counted: usize,
+    /// When the message the client has started must be complete (none while it holds none).
+    message_deadline: Option<Instant>,
+    frame_budget: Option<FrameBudget>,
+    /// Requests refused by policy since the last one forwarded.
+    denials_in_a_row: u32,
     /// Position in the gateway's stream (the end of what was queued to the client).
     upstream_cursor: FrameCursor,
     /// The proxy's own frames for the client, waiting for a message boundary in the gateway's
@@ -261,8 +261,16 @@ impl Relay {
         client: Socket,
         upstream: Socket,
     ) -> Self {
+        let limits = &shared.config.limits;
+        let frame_budget = NonZeroU32::new(limits.frames_per_second_per_connection)
+            .map(|n| RateLimiter::direct_with_clock(Quota::per_second(n), MonotonicClock));
         Self {
-            slow: Duration::from_millis(shared.config.limits.slow_consumer_timeout_ms),
+            slow: Duration::from_millis(limits.slow_consumer_timeout_ms),
+            frame_budget,
+            codec: ClientCodec::new(MAX_MESSAGE_BYTES),
+            held_counted: 0,
+            message_deadline: None,
+            denials_in_a_row: 0,
             shared,
             peer,
             conn_id,
@@ -272,8 +280,6 @@ impl Relay {
             upstream,
             to_client: Outbox::default(),
             to_upstream: Outbox::default(),
-            client_partial: Vec::new(),
-            client_message: None,
             upstream_cursor: FrameCursor::new(),
             held: Vec::new(),
             phase: Phase::Open,
@@ -297,10 +303,10 @@ impl Relay {
     }
 
     /// When the relay must be driven even without a socket event: a queue's slow-consumer
-    /// deadline, or the end of the close handshake.
+    /// deadline, the end of the close handshake, or the client's message timeout.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         let phase = match &self.phase {
-            Phase::Open => None,
+            Phase::Open => self.message_deadline,
             Phase::Closing { deadline, .. } | Phase::Finishing { deadline, .. } => Some(*deadline),
         };
         [
@@ -322,6 +328,10 @@ impl Relay {
                 Phase::Closing { end, deadline, .. } if Instant::now() >= *deadline => {
                     let end = *end;
                     self.finish(end);
+                    continue;
+                }
+                Phase::Open if self.message_deadline.is_some_and(|d| Instant::now() >= d) => {
+                    self.transition(Event::ClientLimit(ClientClose::MessageTimeout));
                     continue;
                 }
                 _ => {}
@@ -412,80 +422,64 @@ impl Relay {
         let Some(n) = read_chunk(&mut self.client, scratch, &self.span, Side::Client)? else {
             return Ok(false);
         };
-        if self.client_partial.is_empty() {
-            let data = &mut scratch[..n];
-            let used = self.process_client(data, forwarded)?;
-            self.client_partial.extend_from_slice(&data[used..]);
-        } else {
-            let mut partial = std::mem::take(&mut self.client_partial);
-            partial.extend_from_slice(&scratch[..n]);
-            let used = self.process_client(&mut partial, forwarded)?;
-            if used == partial.len() {
-                // Freed, not kept: an idle connection holds no buffer.
-                partial = Vec::new();
-            } else {
-                partial.drain(..used);
-            }
-            self.client_partial = partial;
+        // The codec asks this relay (as its sink) for every decision.
+        let mut codec = std::mem::replace(&mut self.codec, ClientCodec::new(0));
+        let read = codec.read(&mut scratch[..n], self);
+        self.codec = codec;
+        let progress = read?;
+        forwarded.client += progress.forwarded;
+        self.release_held()?;
+        if progress.closed {
+            return Err(Event::ClientClosed);
         }
-        if let Some(h) = Header::parse(&self.client_partial) {
-            // Room for the cut frame at once (up to a bound; past it the buffer grows as
-            // bytes arrive, so a header alone cannot make the proxy allocate much).
-            let want = usize::try_from(h.frame_len())
-                .map_or(PARTIAL_RESERVE_BYTES, |n| n.min(PARTIAL_RESERVE_BYTES));
-            self.client_partial
-                .reserve_exact(want.saturating_sub(self.client_partial.len()));
-        }
+        self.arm_message_deadline(progress.boundary);
+        self.count_held()?;
         Ok(true)
     }
 
-    /// Handles every complete frame at the start of `buf`; returns the bytes used. Forwarded
-    /// frames are compacted to the front of `buf` and written in one go.
-    fn process_client(
-        &mut self,
-        buf: &mut [u8],
-        forwarded: &mut ForwardedFrames,
-    ) -> Result<usize, Event> {
-        let mut pos = 0;
-        let mut out = 0;
-        let verdict = loop {
-            let Some(h) = Header::parse(&buf[pos..]) else {
-                break Ok(pos);
-            };
-            let key = match self.check_client_header(&h) {
-                Ok(key) => key,
-                Err(e) => break Err(e),
-            };
-            // Checked against MAX_MESSAGE_BYTES, so it fits.
-            let len = usize::try_from(h.frame_len()).unwrap_or(usize::MAX);
-            if buf.len() - pos < len {
-                break Ok(pos);
+    /// Arms the message deadline when the client starts holding bytes of a message (after a
+    /// point where it held none: `boundary`), and disarms it when it holds none.
+    fn arm_message_deadline(&mut self, boundary: bool) {
+        if self.codec.is_idle() {
+            self.message_deadline = None;
+        } else if boundary || self.message_deadline.is_none() {
+            let timeout = Duration::from_millis(self.shared.config.limits.message_timeout_ms);
+            self.message_deadline = Some(Instant::now() + timeout);
+        }
+    }
+
+    /// Keeps the codec's unfinished bytes counted against the process's budget. Costs nothing
+    /// while none are held (the usual case).
+    fn count_held(&mut self) -> Result<(), Event> {
+        let held = self.codec.held();
+        if held == self.held_counted {
+            return Ok(());
+        }
+        let total = &self.shared.partial_bytes;
+        if held < self.held_counted {
+            total.fetch_sub(self.held_counted - held, Ordering::Relaxed);
+        } else {
+            let grown = held - self.held_counted;
+            let now = total
+                .fetch_add(grown, Ordering::Relaxed)
+                .saturating_add(grown);
+            if now > self.shared.config.limits.partial_message_budget_bytes {
+                self.held_counted = held;
+                return Err(Event::ClientLimit(ClientClose::Busy));
             }
-            let frame = pos..pos + len;
-            pos += len;
-            match self.client_frame(&h, key, &mut buf[frame.clone()]) {
-                Ok(Action::Forward) => {
-                    compact(buf, frame, &mut out);
-                    forwarded.client += 1;
-                }
-                Ok(Action::ForwardClose) => {
-                    compact(buf, frame, &mut out);
-                    break Err(Event::ClientClosed);
-                }
-                Ok(Action::ForwardOwned(bytes)) => {
-                    self.forward(&buf[..out])?;
-                    self.forward(&bytes)?;
-                    out = 0;
-                    forwarded.client += 1;
-                }
-                Ok(Action::Drop) => {}
-                Err(e) => break Err(e),
-            }
-        };
-        // What was decided before an error still goes out, in order.
-        self.forward(&buf[..out])?;
-        self.release_held()?;
-        verdict
+        }
+        self.held_counted = held;
+        Ok(())
+    }
+
+    /// Frees what the codec holds and its count in the process's budget (the connection ends).
+    fn release_codec(&mut self) {
+        self.codec.clear();
+        self.message_deadline = None;
+        let counted = std::mem::take(&mut self.held_counted);
+        self.shared
+            .partial_bytes
+            .fetch_sub(counted, Ordering::Relaxed);
     }
 
     fn forward(&mut self, bytes: &[u8]) -> Result<(), Event> {
@@ -497,96 +491,10 @@ impl Relay {
             .map_err(|_| Event::UpstreamGone)
     }
 
-    /// RFC 6455 rules for a client frame, checked on its header (before its payload is read);
-    /// gives the frame's masking key.
-    fn check_client_header(&self, h: &Header) -> Result<[u8; 4], Event> {
-        let broke = |reason| Err(Event::ClientBroke(close_code::PROTOCOL_ERROR, reason));
-        let Some(key) = h.mask else {
-            return broke("unmasked client frame");
-        };
-        if h.rsv != 0 {
-            return broke("reserved bits set");
-        }
-        match h.opcode {
-            OP_CLOSE | OP_PING | OP_PONG => {
-                if !h.fin || h.payload_len > MAX_CONTROL_PAYLOAD {
-                    return broke("invalid control frame");
-                }
-            }
-            OP_TEXT | OP_BINARY if self.client_message.is_some() => {
-                return broke("new message inside a fragmented one");
-            }
-            OP_CONTINUATION if self.client_message.is_none() => {
-                return broke("continuation without a message");
-            }
-            OP_TEXT | OP_BINARY | OP_CONTINUATION => {}
-            _ => return broke("unknown opcode"),
-        }
-        let so_far = self.client_message.as_ref().map_or(0, |m| m.payload.len()) as u64;
-        if so_far + h.payload_len > MAX_MESSAGE_BYTES as u64 {
-            return Err(Event::ClientBroke(close_code::TOO_LARGE, "message too big"));
-        }
-        Ok(key)
-    }
-
-    /// Decides one complete client frame that passed [`Self::check_client_header`] (`frame` is
-    /// header plus payload, `key` its masking key).
-    fn client_frame(
-        &mut self,
-        h: &Header,
-        key: [u8; 4],
-        frame: &mut [u8],
-    ) -> Result<Action, Event> {
-        let payload = &mut frame[h.len..];
-        match h.opcode {
-            OP_CLOSE => Ok(Action::ForwardClose),
-            OP_PING | OP_PONG => Ok(Action::Forward),
-            OP_TEXT if h.fin => {
-                wire::apply_mask(payload, key);
-                let forward = self.decide(payload)?;
-                wire::apply_mask(payload, key);
-                Ok(if forward {
-                    Action::Forward
-                } else {
-                    Action::Drop
-                })
-            }
-            OP_BINARY if h.fin => {
-                self.shared.metrics.frames_client_invalid.inc();
-                Ok(Action::Drop)
-            }
-            OP_TEXT | OP_BINARY => {
-                wire::apply_mask(payload, key);
-                self.client_message = Some(Fragmented {
-                    text: h.opcode == OP_TEXT,
-                    payload: payload.to_vec(),
-                });
-                Ok(Action::Drop)
-            }
-            // A continuation: the header check guarantees a message is open.
-            _ => {
-                let Some(mut message) = self.client_message.take() else {
-                    return Ok(Action::Drop);
-                };
-                wire::apply_mask(payload, key);
-                message.payload.extend_from_slice(payload);
-                if !h.fin {
-                    self.client_message = Some(message);
-                    return Ok(Action::Drop);
-                }
-                let Fragmented { text, payload } = message;
-                if !text {
-                    self.shared.metrics.frames_client_invalid.inc();
-                    return Ok(Action::Drop);
-                }
-                if !self.decide(&payload)? {
-                    return Ok(Action::Drop);
-                }
-                let mut bytes = Vec::with_capacity(payload.len() + wire::MAX_HEADER_BYTES);
-                wire::encode(&mut bytes, OP_TEXT, &payload, Some(rand::random()));
-                Ok(Action::ForwardOwned(bytes))
-            }
-        }
+    /// Queues one of the proxy's own answers for the client (it waits for a message boundary
+    /// in the gateway's stream).
+    fn answer(&mut self, text: &str) {
+        wire::encode(&mut self.held, OP_TEXT, text.as_bytes(), None);
     }
 
     /// Runs the inspector on one complete text message; true to forward it. A refusal is
@@ -598,24 +506,37 @@ impl Relay {
                 "invalid UTF-8",
             ));
         };
-        let shared = &*self.shared;
+        let shared = Arc::clone(&self.shared);
         let m = &shared.metrics;
-        let session = &self.session;
-        let reply = match inspect(text, session, &shared.limits) {
-            Verdict::Forward => return Ok(true),
-            Verdict::Deny { id, method, denial } => {
+        let reply = match inspect(text, &self.session, &shared.limits) {
+            Verdict::Forward => {
+                self.denials_in_a_row = 0;
+                return Ok(true);
+            }
+            Verdict::Deny {
+                id_json,
+                method,
+                denial,
+            } => {
                 m.frames_client_denied.inc();
                 m.denial(denial);
-                shared.audit.record(AuditEvent {
-                    credential: Some(&session.credential.id),
-                    method: Some(&method),
-                    reason: Some(denial.as_str()),
-                    ..AuditEvent::new(AuditKind::Denied, self.peer, self.conn_id)
-                });
-                error_response(&id, &denial.to_error(&method))
+                shared.denials.record(
+                    &shared.audit,
+                    &self.session.credential.id,
+                    &method,
+                    denial.as_str(),
+                    (self.peer, self.conn_id),
+                );
+                self.answer(&error_response_json(id_json, &denial.to_error(&method)));
+                self.denials_in_a_row = self.denials_in_a_row.saturating_add(1);
+                let max = shared.config.limits.max_consecutive_denials;
+                if max != 0 && self.denials_in_a_row > max {
+                    return Err(Event::ClientLimit(ClientClose::RepeatedDenials));
+                }
+                return Ok(false);
             }
             Verdict::Limited {
-                id,
+                id_json,
                 method,
                 limited,
             } => {
@@ -628,26 +549,27 @@ impl Relay {
                 {
                     self.last_limit_audit = Some(now);
                     shared.audit.record(AuditEvent {
-                        credential: Some(&session.credential.id),
+                        credential: Some(&self.session.credential.id),
                         method: Some(&method),
                         reason: Some(limited.kind.as_str()),
                         ..AuditEvent::new(AuditKind::RateLimited, self.peer, self.conn_id)
                     });
                 }
-                error_response(&id, &rate_limited_error(limited))
+                error_response_json(id_json, &rate_limited_error(limited))
             }
-            Verdict::Invalid => {
+            Verdict::NotRequest { id_json } => {
+                m.frames_client_invalid.inc();
+                error_response_json(id_json.unwrap_or(r#""invalid""#), &invalid_request_error())
+            }
+            Verdict::NotJson => {
                 m.frames_client_invalid.inc();
                 self.span.in_scope(|| {
-                    tracing::debug!(
-                        len = text.len(),
-                        "dropped a client frame that is not a request"
-                    );
+                    tracing::debug!(len = text.len(), "dropped a client frame that is not JSON");
                 });
                 return Ok(false);
             }
         };
-        wire::encode(&mut self.held, OP_TEXT, reply.as_bytes(), None);
+        self.answer(&reply);
         Ok(false)
     }
 
@@ -692,6 +614,16 @@ impl Relay {
                 self.close_upstream();
                 End::Client
             }
+            Event::ClientLimit(why) => {
+                m.client_close(why);
+                let (code, reason) = why.close();
+                self.span.in_scope(|| {
+                    tracing::info!(reason = why.as_str(), code, "closing a client over a limit");
+                });
+                self.close_client(code, reason);
+                self.close_upstream();
+                End::Client
+            }
             Event::UpstreamGone => {
                 m.upstream_error(UpstreamError::Closed);
                 self.close_client(close_code::SERVICE_RESTART, "upstream lost");
@@ -712,7 +644,7 @@ impl Relay {
                     &mut frame,
                     close_code::SERVICE_RESTART,
                     "service restart",
-                    true,
+                    Some(rand::random()),
                 );
                 self.to_upstream.queue(&frame);
                 End::Shutdown
@@ -726,7 +658,7 @@ impl Relay {
     fn close_client(&mut self, code: u16, reason: &'static str) {
         if self.upstream_cursor.at_message_boundary() {
             let mut frame = std::mem::take(&mut self.held);
-            wire::encode_close(&mut frame, code, reason, false);
+            wire::encode_close(&mut frame, code, reason, None);
             self.to_client.queue(&frame);
         }
     }
@@ -735,11 +667,18 @@ impl Relay {
     /// always at a boundary).
     fn close_upstream(&mut self) {
         let mut frame = Vec::new();
-        wire::encode_close(&mut frame, close_code::GOING_AWAY, "client gone", true);
+        wire::encode_close(
+            &mut frame,
+            close_code::GOING_AWAY,
+            "client gone",
+            Some(rand::random()),
+        );
         self.to_upstream.queue(&frame);
     }
 
     fn finish(&mut self, end: End) {
+        // No more client frames are read: what was held for them goes now.
+        self.release_codec();
         let deadline = match std::mem::replace(&mut self.phase, Phase::Open) {
             Phase::Closing { deadline, .. } | Phase::Finishing { deadline, .. } => deadline,
             Phase::Open => Instant::now() + CLOSE_TIMEOUT,
@@ -788,8 +727,65 @@ impl Relay {
             );
         }
         if (*client_done && *upstream_done) || Instant::now() >= *deadline {
-            return Drive::Done(*end);
+            let end = *end;
+            self.discard_client_input();
+            return Drive::Done(end);
         }
         Drive::Idle
+    }
+
+    /// Reads and drops what the client sent that will never be read (bounded): a socket closed
+    /// with unread bytes is reset, and a reset can cost the client the close frame that says
+    /// why it was closed (nginx's lingering close, in its simplest form).
+    fn discard_client_input(&mut self) {
+        let mut sink = [0u8; 4096];
+        for _ in 0..DISCARD_READS {
+            match self.client.read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The relay is its codec's sink: each frame against the frame budget, each message through the
+/// inspector, forwarded bytes to the gateway's queue.
+impl ClientSink for Relay {
+    type Error = Event;
+
+    fn frame(&mut self, _: &Header) -> Result<(), Event> {
+        match &self.frame_budget {
+            Some(budget) if budget.check().is_err() => {
+                Err(Event::ClientLimit(ClientClose::TooManyFrames))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn message(&mut self, message: Message<'_>) -> Result<bool, Event> {
+        match message {
+            Message::Text(payload) => self.decide(payload),
+            Message::Ping | Message::Pong => Ok(true),
+            Message::Binary => {
+                self.shared.metrics.frames_client_invalid.inc();
+                Ok(false)
+            }
+        }
+    }
+
+    fn forward(&mut self, bytes: &[u8]) -> Result<(), Event> {
+        Relay::forward(self, bytes)
+    }
+
+    fn mask(&mut self) -> [u8; 4] {
+        rand::random()
+    }
+}
+
+impl Drop for Relay {
+    /// However the relay ends (a loop that stops drops its relays), its unfinished bytes leave
+    /// the process's budget.
+    fn drop(&mut self) {
+        self.release_codec();
     }
 }

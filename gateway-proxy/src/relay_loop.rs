@@ -508,6 +508,7 @@ mod tests {
         let session = Session {
             scopes: credential.policy.grant,
             credential,
+            defaults: Default::default(),
         };
         let (client, client_peer) = pair();
         let (upstream, gateway_peer) = pair();
@@ -522,7 +523,7 @@ mod tests {
         let mut chunk = [0; 1024];
         loop {
             if let Some(h) = Header::parse(&buf)
-                && buf.len() as u64 >= h.frame_len()
+                && h.frame_len().is_some_and(|n| buf.len() as u64 >= n)
             {
                 let mut payload = buf[h.len..].to_vec();
                 if let Some(key) = h.mask {

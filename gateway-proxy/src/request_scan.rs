@@ -1,11 +1,11 @@
 //! The fast path for reading a client request's envelope: one pass over the text that validates
 //! it as JSON and picks out `id`, `method` and the raw `params`, for the request shape clients
 //! actually send. It is an optimisation only, never an authority: whenever the text steps
-//! outside that shape (escapes in a key or in `type`/`id`/`method`, a duplicated field, a field
-//! of another frame kind, deep nesting, anything unusual) it gives up, and the caller parses
-//! with serde ([`Frame::parse`](shared_protocol::frame::Frame::parse)), whose answer stands.
-//! What it does return is what serde would: a property test checks that on every input it
-//! accepts.
+//! outside that shape (escapes in a key or in `type`/`id`/`method`, a duplicated field, any
+//! member but those four, a lone surrogate, deep nesting, anything unusual) it gives up, and
+//! [`request_read`](crate::request_read) reads the frame as `JSON.parse` does. What it does
+//! return is what both serde and `JSON.parse` would: property tests check it on every input it
+//! accepts (here against serde, in `request_read` against the `JSON.parse` reading).
 //!
 //! Why: serde's envelope parse was a fifth of the relay's userland time per request (its
 //! field visitors and buffering, for a 190-byte frame), and the proxy runs it on every frame.
@@ -21,11 +21,11 @@ pub struct ScannedRequest<'a> {
     pub params: Option<&'a str>,
 }
 
-/// Deepest nesting the scanner follows inside a value before giving up (serde's own limit is
-/// 128; giving up only means serde decides).
+/// Deepest nesting the scanner follows inside a value before giving up (giving up only means
+/// the full reading decides).
 const MAX_DEPTH: usize = 32;
 
-/// Scans `text` as a request frame; `None` means "ask serde".
+/// Scans `text` as a request frame; `None` means "read it fully".
 pub fn scan_request(text: &str) -> Option<ScannedRequest<'_>> {
     scan_canonical(text).or_else(|| scan_any_order(text))
 }
@@ -59,7 +59,7 @@ fn scan_canonical(text: &str) -> Option<ScannedRequest<'_>> {
     })
 }
 
-/// Any member order, whitespace and extra members.
+/// Any member order and whitespace (no other members).
 fn scan_any_order(text: &str) -> Option<ScannedRequest<'_>> {
     let mut s = Scanner::new(text);
     let (mut kind, mut id, mut method, mut params) = (None, None, None, None);
@@ -79,9 +79,9 @@ fn scan_any_order(text: &str) -> Option<ScannedRequest<'_>> {
                 s.value(0)?;
                 set_once(&mut params, &text[start..s.pos])
             }
-            // Fields of responses and events: serde checks their types; leave it to serde.
-            "event" | "ok" | "payload" | "error" | "seq" => None,
-            _ => s.value(0),
+            // Any other member (the gateway's schema allows two rare ones, refuses the rest):
+            // the full reading decides.
+            _ => None,
         }
     })?;
     s.skip_ws();
@@ -364,7 +364,7 @@ mod tests {
                 None,
             ),
             (
-                r#"{"type":"req","id":"a-1","method":"chat.send","params":{"sessionKey":"k","message":"h\u00e9 \"x\"\n","n":[1,-2.5e+3,true,null,{}],"e":[]},"extra":0}"#,
+                r#"{"type":"req","id":"a-1","method":"chat.send","params":{"sessionKey":"k","message":"h\u00e9 \"x\"\n","n":[1,-2.5e+3,true,null,{}],"e":[]}}"#,
                 Some(
                     r#"{"sessionKey":"k","message":"h\u00e9 \"x\"\n","n":[1,-2.5e+3,true,null,{}],"e":[]}"#,
                 ),
@@ -410,9 +410,10 @@ mod tests {
             // Escapes in what is decided on.
             r#"{"type":"req","id":"1","method":"sessions\u002ereset"}"#,
             r#"{"type":"req","id":"1","meth\u006fd":"health"}"#,
-            // Other frame kinds and their fields.
+            // Other frame kinds and their fields, and members the schema does not allow.
             r#"{"type":"res","id":"1","ok":true}"#,
             r#"{"type":"req","id":"1","method":"m","ok":"yes"}"#,
+            r#"{"type":"req","id":"1","method":"m","x":0}"#,
             // Not a request, or not JSON.
             r#"{"type":"req","id":"","method":"m"}"#,
             r#"{"type":"req","id":"1"}"#,
@@ -612,7 +613,6 @@ mod tests {
         for other in [
             r#"{"type":"req", "id":"7","method":"health","params":{"a":[1]}}"#,
             r#"{"id":"7","type":"req","method":"health","params":{"a":[1]}}"#,
-            r#"{"type":"req","id":"7","method":"health","params":{"a":[1]},"x":1}"#,
         ] {
             assert_eq!(scan_canonical(other), None, "{other}");
             assert_eq!(

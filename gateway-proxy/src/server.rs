@@ -1,9 +1,10 @@
 //! The service: listeners, admission, per-connection tasks, background tasks and shutdown.
 //!
 //! [`Proxy::run`] takes already-bound listeners and a [`Shutdown`], so tests start the real
-//! service on `127.0.0.1:0` in-process. Admission is a semaphore of `listen.max_connections`
-//! permits taken *before* `accept`, so excess clients wait in the kernel backlog instead of
-//! costing memory here.
+//! service on `127.0.0.1:0` in-process. Every socket is accepted and at once given a pending
+//! slot or closed ([`admission`](crate::admission): per source address and in all, apart from
+//! the authenticated connections), then has `listen.upgrade_timeout_ms` for TLS and its upgrade
+//! request and `listen.handshake_timeout_ms` for the whole handshake.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use std::time::Duration;
 use prometheus::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -21,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
+use crate::admission::{Admission, AdmittedSlot, PendingSlot};
 use crate::audit::AuditLog;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::config::{Config, IdentityMode};
 use crate::credential::{ConnectionSlot, CredentialStore};
+use crate::denial_log::DenialLog;
 use crate::error::ProxyError;
-use crate::frame_gate::{GatedIo, into_raw};
+use crate::frame_gate::into_raw;
 use crate::handshake::{Admitted, ConnCtx, exchange, passthrough, refuse};
 use crate::inspector::Session;
 use crate::metrics::{ConnOutcome, Metrics};
@@ -35,6 +37,7 @@ use crate::relay::{End, Relay};
 use crate::relay_loop::RelayLoops;
 use crate::socket::IntoSocket;
 use crate::tls::{ReloadableCert, load_certified_key, server_config};
+use crate::upgrade::UpgradeError;
 use crate::upstream::{Upstream, UpstreamIo};
 
 /// After the drain grace period, how long connections get to send their 1012 close.
@@ -124,6 +127,12 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) upstream: Upstream,
     pub(crate) ready: std::sync::atomic::AtomicBool,
+    /// Pending and admitted connections.
+    pub(crate) admission: Arc<Admission>,
+    /// Bytes all relays hold for unfinished client messages (`limits.partial_message_budget_bytes`).
+    pub(crate) partial_bytes: std::sync::atomic::AtomicUsize,
+    /// Refused requests, aggregated for the audit log.
+    pub(crate) denials: DenialLog,
     tls_cert: Option<Arc<ReloadableCert>>,
     tls: Option<TlsAcceptor>,
     next_conn: AtomicU64,
@@ -171,6 +180,13 @@ impl Proxy {
                 metrics,
                 registry,
                 ready: std::sync::atomic::AtomicBool::new(false),
+                admission: Admission::new(
+                    config.listen.max_pending_connections,
+                    config.listen.max_pending_per_ip,
+                    config.listen.max_connections,
+                ),
+                partial_bytes: std::sync::atomic::AtomicUsize::new(0),
+                denials: DenialLog::default(),
                 tls_cert,
                 tls,
                 next_conn: AtomicU64::new(1),
@@ -214,6 +230,18 @@ impl Proxy {
         self.shared.limits.tracked_keys()
     }
 
+    /// Connections accepted and not yet authenticated, now.
+    pub fn pending_connections(&self) -> usize {
+        self.shared.admission.pending()
+    }
+
+    /// Bytes held now for unfinished client messages, all connections together.
+    pub fn partial_message_bytes(&self) -> usize {
+        self.shared
+            .partial_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Serves until `shutdown`: accepts on the listeners, runs the admin endpoint, the upstream
     /// probe and the limiter eviction; on drain waits up to `listen.drain_grace_ms` for
     /// connections, then closes the rest with 1012.
@@ -224,7 +252,6 @@ impl Proxy {
         let conns = TaskTracker::new();
         let background = TaskTracker::new();
         let bg_stop = CancellationToken::new();
-        let semaphore = Arc::new(Semaphore::new(self.shared.config.listen.max_connections));
         let loops = Arc::new(RelayLoops::start(
             self.shared.config.listen.workers,
             Arc::clone(&shutdown.fired),
@@ -253,6 +280,7 @@ impl Proxy {
         }
         background.spawn(probe_loop(Arc::clone(&self.shared), bg_stop.clone()));
         background.spawn(evict_loop(Arc::clone(&self.shared), bg_stop.clone()));
+        background.spawn(denial_flush_loop(Arc::clone(&self.shared), bg_stop.clone()));
         let accept = TaskTracker::new();
         for (listener, tls) in [(listeners.tls, true), (listeners.plain, false)] {
             let Some(listener) = listener else { continue };
@@ -261,7 +289,6 @@ impl Proxy {
                 self.clone(),
                 listener,
                 tls,
-                Arc::clone(&semaphore),
                 (conns.clone(), Arc::clone(&loops)),
                 shutdown.clone(),
             ));
@@ -288,6 +315,7 @@ impl Proxy {
         bg_stop.cancel();
         background.close();
         background.wait().await;
+        self.shared.denials.flush(&self.shared.audit);
         if let Some(loops) = Arc::into_inner(loops) {
             loops.stop().await;
         }
@@ -295,14 +323,14 @@ impl Proxy {
         Ok(())
     }
 
-    /// One connection: the WebSocket upgrade and the handshake inside the connection's span,
-    /// then the hand-over to a relay loop, and waiting (idle, holding the admission permit and
-    /// the credential's slot) until the relay ends. The relay enters `span` only for the lines
-    /// it logs.
+    /// One connection: the WebSocket upgrade and the handshake inside the connection's span
+    /// (holding its pending slot), then the hand-over to a relay loop, and waiting (idle,
+    /// holding its admitted slot and the credential's slot) until the relay ends. The relay
+    /// enters `span` only for the lines it logs.
     async fn handle<S>(
         self,
         stream: S,
-        ctx: ConnCtx,
+        (ctx, pending): (ConnCtx, PendingSlot),
         (stop, loops): (CancellationToken, Arc<RelayLoops>),
         span: Span,
     ) where
@@ -310,9 +338,9 @@ impl Proxy {
     {
         let shared = &self.shared;
         let started = Instant::now();
-        let Some((client, upstream, session, slot)) =
-            Box::pin(self.admit(stream, &ctx, &stop).instrument(span.clone())).await
-        else {
+        let admitted = Box::pin(self.admit(stream, &ctx, &stop).instrument(span.clone())).await;
+        drop(pending);
+        let Some((client, upstream, session, (slot, admitted))) = admitted else {
             return;
         };
         let sockets = client
@@ -352,7 +380,7 @@ impl Proxy {
             reason: Some(end.as_str()),
             ..AuditEvent::new(AuditKind::Disconnect, ctx.peer, ctx.id)
         });
-        drop(slot);
+        drop((slot, admitted));
         shared.metrics.connections_open.dec();
         span.in_scope(|| tracing::info!(end = end.as_str(), "disconnected"));
     }
@@ -362,17 +390,14 @@ impl Proxy {
         stream: S,
         ctx: &ConnCtx,
         stop: &CancellationToken,
-    ) -> Option<(S, UpstreamIo, Session, ConnectionSlot)>
+    ) -> Option<(S, UpstreamIo, Session, (ConnectionSlot, AdmittedSlot))>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let shared = &*self.shared;
         let ws = tokio::time::timeout_at(
-            ctx.deadline,
-            Box::pin(tokio_tungstenite::accept_async_with_config(
-                GatedIo::new(stream),
-                Some(crate::ws::preauth_config()),
-            )),
+            ctx.upgrade_deadline,
+            Box::pin(crate::upgrade::accept(stream)),
         )
         .await;
         let mut client = match ws {
@@ -382,7 +407,14 @@ impl Proxy {
                 ws
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "websocket upgrade failed");
+                match e {
+                    UpgradeError::Refused(r) => {
+                        tracing::debug!(status = r.status, reason = r.message, "upgrade refused");
+                    }
+                    UpgradeError::Gone(e) => {
+                        tracing::debug!(error = %e, "websocket upgrade failed")
+                    }
+                }
                 shared.metrics.connection(ConnOutcome::HandshakeFailed);
                 return None;
             }
@@ -406,7 +438,7 @@ impl Proxy {
         let Admitted {
             upstream,
             session,
-            slot,
+            slots,
         } = match admitted {
             Ok(a) => a,
             Err(refusal) => {
@@ -421,7 +453,7 @@ impl Proxy {
             Ok::<_, WsError>((into_raw(client).await?, into_raw(upstream).await?))
         });
         match tokio::time::timeout_at(ctx.deadline, raw).await {
-            Ok(Ok((client, upstream))) => Some((client, upstream, session, slot)),
+            Ok(Ok((client, upstream))) => Some((client, upstream, session, slots)),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "connection lost right after its handshake");
                 None
@@ -438,18 +470,10 @@ async fn accept_loop(
     proxy: Proxy,
     listener: TcpListener,
     tls: bool,
-    semaphore: Arc<Semaphore>,
     (conns, loops): (TaskTracker, Arc<RelayLoops>),
     shutdown: Shutdown,
 ) {
     loop {
-        let permit = tokio::select! {
-            () = shutdown.drain.cancelled() => return,
-            p = Arc::clone(&semaphore).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = shutdown.drain.cancelled() => return,
             r = listener.accept() => match r {
@@ -462,18 +486,25 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(pending) = proxy.shared.admission.try_pending(peer.ip()) else {
+            // Closed before a byte is read: too many unauthenticated sockets from this address
+            // or in all.
+            proxy.shared.metrics.connection(ConnOutcome::TooManyPending);
+            tracing::debug!(%peer, "too many pending connections; closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let id = proxy.shared.next_conn.fetch_add(1, Ordering::Relaxed);
         let stop = (shutdown.now.clone(), Arc::clone(&loops));
         let span = tracing::info_span!("conn", conn = id, peer = %peer, tls);
         let p = proxy.clone();
         let conn = async move {
-            let _permit = permit;
             let accepted = accept_stream(&p, stream, peer, id, tls).instrument(span.clone());
             match Box::pin(accepted).await {
-                Some((Accepted::Plain(s), ctx)) => p.handle(s, ctx, stop, span).await,
+                Some((Accepted::Plain(s), ctx)) => p.handle(s, (ctx, pending), stop, span).await,
                 // Kept boxed: inline, the TLS state would enlarge every connection's task.
-                Some((Accepted::Tls(s), ctx)) => p.handle(s, ctx, stop, span).await,
+                Some((Accepted::Tls(s), ctx)) => p.handle(s, (ctx, pending), stop, span).await,
                 None => {}
             }
         };
@@ -495,18 +526,22 @@ async fn accept_stream(
     id: u64,
     tls: bool,
 ) -> Option<(Accepted, ConnCtx)> {
-    let deadline = Instant::now() + p.shared.config.handshake_timeout();
+    let now = Instant::now();
+    let deadline = now + p.shared.config.handshake_timeout();
     let mut ctx = ConnCtx {
         peer,
         id,
         client_cert: None,
+        upgrade_deadline: deadline.min(now + p.shared.config.upgrade_timeout()),
         deadline,
     };
     if !tls {
         return Some((Accepted::Plain(stream), ctx));
     }
     let acceptor = p.shared.tls.clone()?;
-    match tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(stream))).await {
+    let tls_stream =
+        tokio::time::timeout_at(ctx.upgrade_deadline, Box::pin(acceptor.accept(stream)));
+    match tls_stream.await {
         Ok(Ok(tls_stream)) => {
             ctx.client_cert = tls_stream
                 .get_ref()
@@ -557,6 +592,18 @@ async fn evict_loop(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = every.tick() => shared.limits.evict_idle(),
+        }
+    }
+}
+
+/// Ends each interval of the aggregated denial log.
+async fn denial_flush_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let period = Duration::from_millis(shared.config.audit.denial_interval_ms);
+    let mut every = tokio::time::interval_at(Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => shared.denials.flush(&shared.audit),
         }
     }
 }

@@ -6,6 +6,9 @@
 //! frames are not touched at all) and no per-socket buffer stays allocated while a connection is
 //! idle. No extension is ever negotiated (neither tungstenite nor the gateway offer
 //! permessage-deflate to us), so every RSV bit must be zero.
+//!
+//! Lengths come from the peer: a 64-bit payload length may be anything up to 2^64 - 1, so every
+//! sum involving one is checked ([`Header::frame_len`] is `None` when it would overflow).
 
 /// Continuation frame.
 pub const OP_CONTINUATION: u8 = 0x0;
@@ -69,9 +72,9 @@ impl Header {
         self.opcode & 0x8 != 0
     }
 
-    /// Header plus payload.
-    pub fn frame_len(&self) -> u64 {
-        self.len as u64 + self.payload_len
+    /// Header plus payload; `None` when that does not fit in 64 bits (a hostile length).
+    pub fn frame_len(&self) -> Option<u64> {
+        self.payload_len.checked_add(self.len as u64)
     }
 }
 
@@ -140,13 +143,13 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: Option<[u8; 4
     }
 }
 
-/// Appends a close frame with `code` and `reason` (server side: unmasked; client side: masked
-/// with a fresh random key).
-pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str, masked: bool) {
+/// Appends a close frame with `code` and `reason` (server side: no mask; client side: a fresh
+/// random key).
+pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str, mask: Option<[u8; 4]>) {
     let mut payload = Vec::with_capacity(2 + reason.len());
     payload.extend_from_slice(&code.to_be_bytes());
     payload.extend_from_slice(reason.as_bytes());
-    encode(out, OP_CLOSE, &payload, masked.then(rand::random));
+    encode(out, OP_CLOSE, &payload, mask);
 }
 
 #[cfg(test)]
@@ -176,6 +179,17 @@ mod tests {
         assert_eq!(Header::parse(&[0x81, 126, 1]), None);
     }
 
+    /// A 64-bit length near 2^64 parses, and its frame length is refused, not wrapped.
+    #[test]
+    fn hostile_lengths_do_not_wrap() {
+        let mut h = vec![0x80, 0x80 | 127];
+        h.extend_from_slice(&(u64::MAX - 3).to_be_bytes());
+        h.extend_from_slice(&[1, 2, 3, 4]);
+        let parsed = Header::parse(&h).unwrap();
+        assert_eq!(parsed.payload_len, u64::MAX - 3);
+        assert_eq!(parsed.frame_len(), None);
+    }
+
     proptest! {
         /// Our encoder and parser agree with tungstenite on every length class, both roles:
         /// what tungstenite writes we parse and unmask to the same text, and what we write
@@ -188,7 +202,7 @@ mod tests {
             prop_assert!(h.fin);
             prop_assert_eq!(h.opcode, OP_TEXT);
             prop_assert_eq!(h.mask.is_some(), client);
-            prop_assert_eq!(h.frame_len(), theirs.len() as u64);
+            prop_assert_eq!(h.frame_len(), Some(theirs.len() as u64));
             if let Some(key) = h.mask {
                 apply_mask(&mut theirs[h.len..], key);
             }
@@ -222,7 +236,7 @@ mod tests {
     #[test]
     fn close_frames_carry_code_and_reason() {
         let mut out = Vec::new();
-        encode_close(&mut out, 1012, "service restart", true);
+        encode_close(&mut out, 1012, "service restart", Some(rand::random()));
         let mut ctx = WebSocketContext::new(Role::Server, None);
         let mut io = std::io::Cursor::new(out);
         match ctx.read(&mut io).unwrap() {

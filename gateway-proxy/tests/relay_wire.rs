@@ -10,10 +10,6 @@ use futures_util::{SinkExt, StreamExt};
 use gateway_proxy::wire::{OP_CONTINUATION, OP_PING, OP_TEXT, encode};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 fn req(id: &str, method: &str) -> String {
     serde_json::json!({"type":"req","id":id,"method":method,"params":{"sessionKey":"main"}})
@@ -29,21 +25,6 @@ fn fragmented(out: &mut Vec<u8>, text: &str) {
     encode(out, OP_CONTINUATION, b.as_bytes(), Some(KEY));
 }
 
-/// An admitted client's raw socket (after hello-ok nothing else is in flight).
-async fn raw_client(p: &Running) -> tokio::net::TcpStream {
-    match connected(&p.ws_url(), &["operator.read", "operator.write"])
-        .await
-        .into_inner()
-    {
-        MaybeTlsStream::Plain(tcp) => tcp,
-        _ => unreachable!("plain listener"),
-    }
-}
-
-async fn reader(tcp: tokio::net::TcpStream) -> Ws {
-    WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(tcp), Role::Client, None).await
-}
-
 /// Frames written in one go are each decided, in order: allowed ones reach the gateway
 /// untouched, denied ones are answered by the proxy, a fragmented request is judged as a
 /// whole (fragmenting `sessions.reset` does not slip it past the policy), and a ping crosses
@@ -53,7 +34,7 @@ async fn pipelined_and_fragmented_frames_are_each_decided_in_order() {
     tokio::time::timeout(T, async {
         let gw = stub::start(None).await;
         let p = start_proxy(&gw.url(), false, "").await;
-        let mut tcp = raw_client(&p).await;
+        let mut tcp = raw_client(&p, &["operator.read", "operator.write"]).await;
         let mut bytes = Vec::new();
         encode(
             &mut bytes,
@@ -136,7 +117,7 @@ async fn malformed_frames_close_with_the_rfc_codes() {
         .into_iter()
         .enumerate()
         {
-            let mut tcp = raw_client(&p).await;
+            let mut tcp = raw_client(&p, &["operator.read", "operator.write"]).await;
             tcp.write_all(&bytes).await.unwrap();
             let mut ws = reader(tcp).await;
             assert_eq!(close_code(&mut ws).await, Some(code));

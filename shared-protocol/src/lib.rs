@@ -17,6 +17,8 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod frame;
+pub mod js_json;
+pub mod js_string;
 pub mod limits;
 #[cfg(feature = "log-filter")]
 pub mod log_filter;

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use crate::js_json::{self, Value};
+use crate::js_string::{is_js_space, js_lower, js_trim};
 
 /// An operator scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -208,17 +209,21 @@ const PAIRING: &[Scope] = &[Scope::Pairing];
 const APPROVALS: &[Scope] = &[Scope::Approvals];
 const READ_TALK_SECRETS: &[Scope] = &[Scope::Read, Scope::TalkSecrets];
 const PAIRING_ADMIN: &[Scope] = &[Scope::Pairing, Scope::Admin];
+const WRITE_ADMIN: &[Scope] = &[Scope::Write, Scope::Admin];
 
 /// What calling `method` with `params` (the raw JSON text of the request's params) requires.
-/// Params are parsed only for the few methods whose requirement depends on them. A method
-/// outside the core table requires admin.
+/// Params are parsed only for the few methods whose requirement depends on them, as
+/// `JSON.parse` reads them ([`crate::js_json`]); text that is not JSON counts as absent params.
+/// A method outside the core table requires admin.
 pub fn requirement(method: &str, params: Option<&str>) -> Requirement {
+    let params = params.and_then(|p| js_json::parse(p).ok());
     core_requirement(method, params).unwrap_or(Requirement::Scopes(ADMIN))
 }
 
-/// [`requirement`] for a method of the gateway's core table; `None` for any other method (one
-/// lookup for both questions, on a proxy's per-frame path).
-pub fn core_requirement(method: &str, params: Option<&str>) -> Option<Requirement> {
+/// [`requirement`] for a method of the gateway's core table, on params already read as
+/// `JSON.parse` reads them; `None` for any other method (one lookup for both questions, on a
+/// proxy's per-frame path).
+pub fn core_requirement(method: &str, params: Option<Value<'_>>) -> Option<Requirement> {
     let scopes = match crate::method_table::core_method_policy(method)? {
         MethodPolicy::Read => READ,
         MethodPolicy::Write => WRITE,
@@ -227,15 +232,7 @@ pub fn core_requirement(method: &str, params: Option<&str>) -> Option<Requiremen
         MethodPolicy::Pairing => PAIRING,
         MethodPolicy::Approvals => APPROVALS,
         MethodPolicy::NodeRole => return Some(Requirement::NodeRole),
-        MethodPolicy::Dynamic => {
-            let params: Option<Map<String, Value>> = params
-                .and_then(|p| serde_json::from_str::<Value>(p).ok())
-                .and_then(|v| match v {
-                    Value::Object(m) => Some(m),
-                    _ => None,
-                });
-            dynamic_requirement(method, params.as_ref())
-        }
+        MethodPolicy::Dynamic => dynamic_requirement(method, params.filter(Value::is_object)),
     };
     Some(Requirement::Scopes(scopes))
 }
@@ -279,56 +276,58 @@ const DELETE_WRITE_FIELDS: &[&str] = &[
     "archivedOnly",
 ];
 
-fn dynamic_requirement(method: &str, params: Option<&Map<String, Value>>) -> &'static [Scope] {
-    let str_field = |name: &str| params.and_then(|p| p.get(name)).and_then(Value::as_str);
-    let is_true = |name: &str| params.and_then(|p| p.get(name)) == Some(&Value::Bool(true));
-    let has = |name: &str| params.is_some_and(|p| p.contains_key(name));
-    let full_permission =
-        |p: &Map<String, Value>| p.get("permissionMode").and_then(Value::as_str) == Some("full");
+/// The gateway's dynamic rules (`resolveDynamicLeastPrivilegeOperatorScopesForMethod`,
+/// `src/gateway/method-scopes.ts`, and the session rules of
+/// `src/shared/session-method-scopes-base.ts`). `params` is `Some` only for an object
+/// (`isRecord`); every lookup takes the last duplicate, as `JSON.parse` does.
+fn dynamic_requirement(method: &str, params: Option<Value<'_>>) -> &'static [Scope] {
+    let field = |name: &str| params.and_then(|p| p.get(name));
+    let is_true = |name: &str| field(name).is_some_and(|v| v.is_true());
+    let has = |name: &str| params.is_some_and(|p| p.has(name));
     match method {
-        "agent" => {
-            if str_field("message").is_some_and(is_reset_command) {
-                ADMIN
-            } else {
-                WRITE
-            }
-        }
+        "agent" => match field("message").and_then(|m| m.as_str()) {
+            Some(m) if matches_reset(m.as_str()) => ADMIN,
+            // Only after the handler's trim(): its scope check wants write, then the handler
+            // refuses the reset without admin.
+            Some(m) if matches_reset(js_trim(m.as_str())) => WRITE_ADMIN,
+            _ => WRITE,
+        },
         "talk.config" if is_true("includeSecrets") => READ_TALK_SECRETS,
         "talk.config" => READ,
-        "environments.list" if str_field("runtimeId").is_some_and(|r| !r.is_empty()) => WRITE,
+        "environments.list"
+            if field("runtimeId")
+                .and_then(|r| r.as_str())
+                .is_some_and(|r| !r.is_empty()) =>
+        {
+            WRITE
+        }
         "environments.list" => READ,
         "channels.pairing.approve" if is_true("bootstrapCommandOwner") => PAIRING_ADMIN,
         "channels.pairing.approve" => PAIRING,
         "fs.listDir" if has("nodeId") => ADMIN,
         "sessions.patch" => match params {
             None => WRITE,
-            Some(p) if full_permission(p) || p.contains_key("sandboxMode") => ADMIN,
-            Some(p)
-                if p.keys().all(|k| {
-                    PATCH_ENVELOPE.contains(&k.as_str()) || PATCH_MUTATIONS.contains(&k.as_str())
-                }) =>
-            {
-                WRITE
+            Some(p) => patch_scope(p, PATCH_ENVELOPE),
+        },
+        "sessions.patchMany" => {
+            match params.and_then(|p| p.get("patch")).filter(Value::is_object) {
+                None => WRITE,
+                Some(p) => patch_scope(p, &[]),
             }
-            Some(_) => ADMIN,
-        },
-        "sessions.patchMany" => match params
-            .and_then(|p| p.get("patch"))
-            .and_then(Value::as_object)
-        {
-            None => WRITE,
-            Some(p) if full_permission(p) || p.contains_key("sandboxMode") => ADMIN,
-            Some(p) if p.keys().all(|k| PATCH_MUTATIONS.contains(&k.as_str())) => WRITE,
-            Some(_) => ADMIN,
-        },
+        }
         "sessions.create" => {
-            let incognito = |f| str_field(f).is_some_and(is_incognito_key);
+            let incognito = |f| {
+                field(f)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|k| is_incognito_key(k.as_str()))
+            };
+            let full = field("permissionMode").is_some_and(|v| v.str_equals("full"));
             if is_true("incognito")
                 || incognito("key")
                 || incognito("parentSessionKey")
                 || has("execNode")
                 || has("toolOverrides")
-                || params.is_some_and(full_permission)
+                || full
             {
                 ADMIN
             } else {
@@ -338,7 +337,7 @@ fn dynamic_requirement(method: &str, params: Option<&Map<String, Value>>) -> &'s
         "sessions.delete" => match params {
             Some(p)
                 if is_true("archivedOnly")
-                    && p.keys().all(|k| DELETE_WRITE_FIELDS.contains(&k.as_str())) =>
+                    && p.members().all(|(k, _)| k.is_one_of(DELETE_WRITE_FIELDS)) =>
             {
                 WRITE
             }
@@ -349,37 +348,55 @@ fn dynamic_requirement(method: &str, params: Option<&Map<String, Value>>) -> &'s
         "sessions.dispatch" if has("deviceId") || is_true("autoDevice") => WRITE,
         "sessions.dispatch" => ADMIN,
         "sessions.move" => {
-            let to_profile = params
-                .and_then(|p| p.get("target"))
+            let to_profile = field("target")
                 .and_then(|t| t.get("kind"))
-                .and_then(Value::as_str)
-                == Some("profile");
+                .is_some_and(|k| k.str_equals("profile"));
             if to_profile { ADMIN } else { WRITE }
         }
-        // node.invoke: which commands are admin-only lives in the gateway's node registry.
-        "node.invoke" => ADMIN,
+        // node.invoke: which commands are admin-only lives in the gateway's node registry;
+        // plugins.sessionAction: its scopes live in the plugin registry. Neither is known here.
+        "node.invoke" | "plugins.sessionAction" => ADMIN,
         _ => WRITE,
     }
 }
 
-/// `agent` with `/new` or `/reset` (`AGENT_SESSION_RESET_COMMAND_RE`: `^/(new|reset)(\s+…)?$`, i).
-fn is_reset_command(message: &str) -> bool {
+/// `sessions.patch` (and a `sessions.patchMany` patch): admin for `permissionMode: "full"`, a
+/// `sandboxMode` key, or any key outside the write-scope mutations and `envelope`; one pass.
+fn patch_scope(patch: Value<'_>, envelope: &[&str]) -> &'static [Scope] {
+    let mut full = false;
+    let mut admin_key = false;
+    for (key, value) in patch.members() {
+        if key.equals("permissionMode") {
+            // The last duplicate is the one JSON.parse keeps.
+            full = value.str_equals("full");
+        } else if key.equals("sandboxMode")
+            || !(key.is_one_of(envelope) || key.is_one_of(PATCH_MUTATIONS))
+        {
+            admin_key = true;
+        }
+    }
+    if full || admin_key { ADMIN } else { WRITE }
+}
+
+/// `agent` with `/new` or `/reset`: `AGENT_SESSION_RESET_COMMAND_RE`
+/// (`^\/(new|reset)(?:\s+([\s\S]*))?$`, `i`, `\s` being JavaScript's whitespace). The gateway's
+/// scope check matches it on the message as sent; its handler (`prepareAgentContentPhase`,
+/// `runAgentResetPhase`) trims the message with JavaScript's `trim()` and matches again.
+fn matches_reset(message: &str) -> bool {
     let Some(rest) = message.strip_prefix('/') else {
         return false;
     };
     ["new", "reset"].into_iter().any(|cmd| {
         rest.get(..cmd.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(cmd))
-            && rest[cmd.len()..]
-                .chars()
-                .next()
-                .is_none_or(char::is_whitespace)
+            && rest[cmd.len()..].chars().next().is_none_or(is_js_space)
     })
 }
 
-/// `agent:<id>:(dashboard|subagent|internal-session-effects):incognito-<x>` with no further `:`.
+/// `isIncognitoSessionKey`: the key JavaScript-trimmed and lower-cased matches
+/// `^agent:[^:]+:(dashboard|subagent|internal-session-effects):incognito-[^:]+$`.
 fn is_incognito_key(key: &str) -> bool {
-    let key = key.trim().to_lowercase();
+    let key = js_lower(js_trim(key));
     let mut parts = key.splitn(4, ':');
     let (Some("agent"), Some(id), Some(kind), Some(tail)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -500,6 +517,97 @@ mod tests {
         );
         assert_eq!(req("fs.listDir", r#"{"nodeId":"n"}"#), a);
         assert_eq!(req("sessions.patch", "[1]"), w);
+        assert_eq!(
+            req(
+                "plugins.sessionAction",
+                r#"{"pluginId":"p","actionId":"a"}"#
+            ),
+            a
+        );
+    }
+
+    /// Params the gateway reads with `JSON.parse` and serde would refuse (a lone surrogate,
+    /// nesting past 128) are still read: the param-dependent rule applies, not the cheaper one.
+    #[test]
+    fn dynamic_rules_read_params_as_json_parse_does() {
+        let a = Requirement::Scopes(ADMIN);
+        let secrets = Requirement::Scopes(READ_TALK_SECRETS);
+        let deep = format!("{}0{}", "[".repeat(200), "]".repeat(200));
+        let cases: Vec<(&str, String, Requirement)> = vec![
+            (
+                "talk.config",
+                r#"{"x":"\ud800","includeSecrets":true}"#.into(),
+                secrets,
+            ),
+            (
+                "talk.config",
+                format!(r#"{{"x":{deep},"includeSecrets":true}}"#),
+                secrets,
+            ),
+            (
+                "sessions.patch",
+                r#"{"key":"\udfff","permissionMode":"full"}"#.into(),
+                a,
+            ),
+            (
+                "sessions.create",
+                format!(r#"{{"n":{deep},"execNode":null}}"#),
+                a,
+            ),
+            ("fs.listDir", r#"{"path":"\ud83d","nodeId":"n"}"#.into(), a),
+            // Duplicates: the last one counts, in both directions.
+            (
+                "talk.config",
+                r#"{"includeSecrets":false,"includeSecrets":true}"#.into(),
+                secrets,
+            ),
+            (
+                "talk.config",
+                r#"{"includeSecrets":true,"includeSecrets":false}"#.into(),
+                Requirement::Scopes(READ),
+            ),
+            (
+                "sessions.patch",
+                r#"{"key":"k","permissionMode":"full","permissionMode":"ask"}"#.into(),
+                Requirement::Scopes(WRITE),
+            ),
+            (
+                "sessions.patch",
+                r#"{"key":"k","permissionMode":"ask","permissionMode":"full"}"#.into(),
+                a,
+            ),
+            // Escaped keys are the same keys; __proto__ is an own key.
+            ("fs.listDir", r#"{"node\u0049d":"n"}"#.into(), a),
+            ("sessions.patch", r#"{"key":"k","__proto__":{}}"#.into(), a),
+        ];
+        for (method, params, want) in cases {
+            assert_eq!(req(method, &params), want, "{method} {params}");
+        }
+    }
+
+    /// `/reset` as the gateway sees it: JavaScript's `\s` (U+FEFF included) after the command,
+    /// and the handler's `trim()` before it.
+    #[test]
+    fn reset_commands_use_javascript_whitespace() {
+        let a = Requirement::Scopes(ADMIN);
+        let w = Requirement::Scopes(WRITE);
+        let wa = Requirement::Scopes(WRITE_ADMIN);
+        for (message, want) in [
+            ("/reset\u{feff}", a),
+            ("/reset\u{feff}now", a),
+            (" /reset", wa),
+            ("\u{feff}/new", wa),
+            ("\u{2028}/RESET\u{3000}", wa),
+            ("/reset\u{85}", w),
+            ("\u{85}/reset", w),
+            ("/resetx", w),
+            ("x /reset", w),
+        ] {
+            let params = serde_json::json!({ "message": message }).to_string();
+            assert_eq!(req("agent", &params), want, "{message:?}");
+        }
+        assert_eq!(req("agent", r#"{"message":"/reset\ud800"}"#), w);
+        assert_eq!(req("agent", r#"{"message":"\ud800/reset"}"#), w);
     }
 
     #[test]
@@ -531,7 +639,7 @@ mod tests {
         ] {
             assert!(is_core_method(method), "{method}");
             assert_eq!(
-                core_requirement(method, Some(r#"{"key":"k"}"#)),
+                core_requirement(method, js_json::parse(r#"{"key":"k"}"#).ok()),
                 Some(requirement(method, Some(r#"{"key":"k"}"#))),
                 "{method}"
             );

@@ -106,6 +106,25 @@ async fn next_json(ws: &mut Ws) -> serde_json::Value {
     }
 }
 
+/// The challenge, a connect as `client` (id, mode) with `scopes` and `token`; the hello-ok.
+async fn handshake(
+    ws: &mut Ws,
+    (id, mode): (&str, &str),
+    scopes: &[&str],
+    token: &str,
+) -> serde_json::Value {
+    let challenge = next_json(ws).await;
+    assert_eq!(challenge["event"], "connect.challenge");
+    let connect = serde_json::json!({"type":"req","id":"c1","method":"connect","params":{
+        "minProtocol":4,"maxProtocol":4,
+        "client":{"id":id,"version":"0.1.0","platform":"linux","mode":mode},
+        "role":"operator","scopes":scopes,"auth":{"token":token}}});
+    ws.send(Message::text(connect.to_string())).await.unwrap();
+    let hello = next_json(ws).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    hello
+}
+
 async fn connect_tls(h: &Harness) -> Ws {
     let tls = gateway_proxy::tls::upstream_client_config(&[h.pin]).unwrap();
     let url = format!("wss://localhost:{}", h.tls.port());
@@ -117,22 +136,50 @@ async fn connect_tls(h: &Harness) -> Ws {
     )
     .await
     .unwrap();
-    let challenge = next_json(&mut ws).await;
-    assert_eq!(challenge["event"], "connect.challenge");
-    let connect = serde_json::json!({"type":"req","id":"c1","method":"connect","params":{
-        "minProtocol":4,"maxProtocol":4,
-        "client":{"id":"openclaw-tui","version":"0.1.0","platform":"linux","mode":"ui"},
-        "role":"operator","scopes":["operator.read","operator.write","operator.admin"],
-        "auth":{"token":h.token}}});
-    ws.send(Message::text(connect.to_string())).await.unwrap();
-    let hello = next_json(&mut ws).await;
-    assert_eq!(hello["ok"], true, "{hello}");
+    let scopes = ["operator.read", "operator.write", "operator.admin"];
+    let hello = handshake(&mut ws, ("openclaw-tui", "ui"), &scopes, &h.token).await;
     assert_eq!(
         hello["payload"]["auth"]["scopes"],
         serde_json::json!(["operator.read", "operator.write"])
     );
     assert!(hello["payload"]["auth"].get("deviceToken").is_none());
+    // Built from an allow-list: nothing derived from the gateway's token or config.
+    assert!(
+        hello["payload"]["auth"].get("recoveryScope").is_none(),
+        "{hello}"
+    );
+    assert!(
+        hello["payload"]["snapshot"]
+            .get("appliedConfigHash")
+            .is_none(),
+        "{hello}"
+    );
     ws
+}
+
+/// The real gateway's hello-ok to a shared-token client carries `auth.recoveryScope`, an
+/// unsalted hash derived from the gateway token (issue #13): what the proxy must not relay.
+#[tokio::test]
+async fn the_real_hello_carries_a_token_derived_recovery_scope() {
+    if !real_enabled() {
+        return;
+    }
+    let url = std::env::var("OPENCLAW_URL").unwrap_or_else(|_| "ws://127.0.0.1:18789".into());
+    let gw_token = std::env::var("OPENCLAW_TOKEN").unwrap_or_else(|_| "test-token-123".into());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let hello = handshake(
+        &mut ws,
+        ("gateway-client", "backend"),
+        &["operator.read"],
+        &gw_token,
+    )
+    .await;
+    let scope = hello["payload"]["auth"]["recoveryScope"]
+        .as_str()
+        .unwrap_or("");
+    assert!(!scope.is_empty(), "{hello}");
 }
 
 async fn call(ws: &mut Ws, id: &str, method: &str, params: serde_json::Value) -> serde_json::Value {

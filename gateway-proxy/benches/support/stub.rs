@@ -169,7 +169,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 "type":"hello-ok","protocol":4,"server":{"version":"stub","connId":"c1"},
                 "features":{"methods":["health","chat.send"],"events":["tick"]},
                 "auth":{"method":"token","role":"operator","scopes":scopes,
-                        "deviceToken":"STUB-DEVICE-TOKEN","issuedAtMs":1},
+                        "deviceToken":"STUB-DEVICE-TOKEN","issuedAtMs":1,
+                        "recoveryScope":"STUB-RECOVERY-SCOPE"},
                 "policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}});
             if hello_pad > 0 {
                 hello["payload"]["snapshot"] = serde_json::json!({"pad": "s".repeat(hello_pad)});

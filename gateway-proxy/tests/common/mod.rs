@@ -22,11 +22,14 @@ use gateway_proxy::pin::{Pin, PinnedVerifier};
 use gateway_proxy::{Config, Listeners, Proxy, Shutdown};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 pub const TOKEN: &str = "gwp_test-client-token-AAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 pub const GATEWAY_TOKEN: &str = "gateway-secret-token-BBBBBBBBBB";
 pub const T: Duration = Duration::from_secs(10);
+/// The masking key of the frames tests write by hand.
+pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -268,4 +271,17 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|x| x.1.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// An admitted client's raw socket (after hello-ok nothing else is in flight).
+pub async fn raw_client(p: &Running, scopes: &[&str]) -> TcpStream {
+    match connected(&p.ws_url(), scopes).await.into_inner() {
+        MaybeTlsStream::Plain(tcp) => tcp,
+        _ => unreachable!("plain listener"),
+    }
+}
+
+/// A WebSocket reader on a raw client socket (what the proxy sends back).
+pub async fn reader(tcp: TcpStream) -> Ws {
+    WebSocketStream::from_raw_socket(MaybeTlsStream::Plain(tcp), Role::Client, None).await
 }
