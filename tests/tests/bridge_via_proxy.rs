@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use bridge_tools::loopback::LoopbackProxy;
 use gateway_proxy::config::LimitsConfig;
-use gateway_proxy::loopback::LoopbackProxy;
 use integration_tests::{Target, unique};
 use omni_bridge::config::{BridgeConfig, GatewayEntry};
 use omni_bridge::gateway::{BreakerState, ConnectError, GatewayError};
