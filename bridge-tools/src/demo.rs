@@ -14,9 +14,9 @@ use clap::Parser;
 use gateway_proxy::config::LimitsConfig;
 use http::Method;
 use mock_gateway::MockGateway;
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::register::http::HttpClient;
-use omni_bridge::service::bridge::{RunningBridge, StartError};
+use omni_bridge::bridge::{RunningBridge, StartError};
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::http_client::HttpClient;
 use shared_protocol::Secret;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -72,7 +72,7 @@ pub enum DemoError {
     NotReady(Duration),
     /// A request failed.
     #[error("demo: request failed: {0}")]
-    Http(#[from] omni_bridge::register::http::HttpError),
+    Http(#[from] omni_bridge::http_client::HttpError),
 }
 
 struct Row {
@@ -117,11 +117,11 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
     };
     let (gateway, path) = match &proxy {
         Some(p) => {
-            let mut entry = GatewayEntry::new(
+            let mut entry = GatewayConfig::new(
                 p.wss_url.clone(),
                 Secret::new(DEMO_PROXY_CREDENTIAL.to_string()),
             );
-            entry.pins = vec![p.pin.to_string()];
+            entry.pins = vec![p.pin];
             (
                 entry,
                 format!(
@@ -133,7 +133,7 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
             )
         }
         None => (
-            GatewayEntry::new(mock.url(), gateway_token),
+            GatewayConfig::new(mock.url(), gateway_token),
             format!("bridge -> mock gateway {}", mock.url()),
         ),
     };
@@ -159,7 +159,7 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
 }
 
 /// Starts the bridge on loopback for `gateway`, plays Omni against it, stops it.
-async fn play_through(gateway: GatewayEntry) -> Result<(Vec<Row>, String), DemoError> {
+async fn play_through(gateway: GatewayConfig) -> Result<(Vec<Row>, String), DemoError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let mut config =
         BridgeConfig::single(gateway, "main", Secret::new(DEMO_INBOUND_TOKEN.to_string()));

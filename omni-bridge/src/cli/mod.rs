@@ -21,7 +21,7 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     /// The bridge could not start.
     #[error(transparent)]
-    Start(#[from] crate::service::bridge::StartError),
+    Start(#[from] crate::bridge::StartError),
     /// Registration failed.
     #[error(transparent)]
     Register(#[from] crate::register::RegisterError),

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::CliError;
-use crate::register::http::HttpClient;
+use crate::http_client::HttpClient;
 
 /// Long help for `reset`.
 pub const LONG_ABOUT: &str = "Clear one conversation's agent session. Calls the running bridge's \

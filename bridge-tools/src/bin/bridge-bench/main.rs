@@ -35,10 +35,10 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use instant_gateway::{InstantGateway, Stamps};
 use mock_gateway::MockGateway;
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
+use omni_bridge::bridge::RunningBridge;
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
 use omni_bridge::gateway::{GatewayHandle, RunRequest};
-use omni_bridge::register::http::HttpClient;
-use omni_bridge::service::bridge::RunningBridge;
+use omni_bridge::http_client::HttpClient;
 use omni_bridge::service::trigger::idempotency_key;
 use parking_lot::Mutex;
 use shared_protocol::chat::{ChatEvent, ChatSendParams};
@@ -260,8 +260,8 @@ impl Direct {
 
 async fn start_bridge(url: String) -> Result<RunningBridge, String> {
     {
-        let mut gw = GatewayEntry::new(url, Secret::new(TOKEN.to_string()));
-        gw.max_in_flight = Some(BENCH_MAX_IN_FLIGHT);
+        let mut gw = GatewayConfig::new(url, Secret::new(TOKEN.to_string()));
+        gw.max_in_flight = BENCH_MAX_IN_FLIGHT;
         let mut config = BridgeConfig::single(gw, "main", Secret::new(INBOUND.to_string()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
