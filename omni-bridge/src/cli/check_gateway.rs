@@ -6,8 +6,9 @@ use clap::Args;
 use shared_protocol::Secret;
 use tokio_util::sync::CancellationToken;
 
+use super::config_args::ConfigArgs;
 use super::config_args::process_env;
-use super::{CliError, ConfigArgs};
+use super::error::CliError;
 use crate::error::{ConnectError, Error};
 use crate::gateway::{GatewayCheck, GatewayPool};
 

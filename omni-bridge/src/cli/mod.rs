@@ -5,6 +5,7 @@
 
 pub mod check_gateway;
 pub mod config_args;
+pub mod error;
 pub mod register;
 pub mod reset;
 pub mod serve;
@@ -12,23 +13,7 @@ pub mod serve;
 use clap::{Parser, Subcommand};
 
 pub use config_args::ConfigArgs;
-
-/// Why a command failed, as a sentence for the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Configuration problem.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The bridge could not start.
-    #[error(transparent)]
-    Start(#[from] crate::bridge::StartError),
-    /// Registration failed.
-    #[error(transparent)]
-    Register(#[from] crate::register::RegisterError),
-    /// Anything else, already phrased for the operator.
-    #[error("{0}")]
-    Message(String),
-}
+pub use error::CliError;
 
 /// Omni provider bridge for OpenClaw agents.
 #[derive(Debug, Parser)]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::CliError;
 use super::config_args::{InboundArgs, process_env};
+use super::error::CliError;
 use crate::config::{ConfigError, DEFAULT_AGENT_NAME};
 use crate::http_client::HttpClient;
 use crate::register::{RegisterOptions, register};

@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-use super::CliError;
+use super::error::CliError;
 use crate::http_client::HttpClient;
 
 /// Long help for `reset`.

@@ -3,7 +3,8 @@
 use clap::Args;
 use tokio::net::TcpListener;
 
-use super::{CliError, ConfigArgs};
+use super::config_args::ConfigArgs;
+use super::error::CliError;
 use crate::bridge::RunningBridge;
 
 /// Long help for `serve`.

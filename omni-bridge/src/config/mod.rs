@@ -44,12 +44,13 @@ use shared_protocol::{AgentId, Secret};
 pub mod duration;
 pub mod gateway;
 pub mod omni;
+pub mod origin;
 pub mod sources;
 pub mod texts;
 
 pub use gateway::{BackoffConfig, BreakerConfig, GatewayConfig};
 pub use omni::{OmniConfig, ResetStreamConfig};
-use sources::Origin;
+use origin::Origin;
 use texts::TextOverrides;
 
 /// Where the bridge listens when nothing else is said.

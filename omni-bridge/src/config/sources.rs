@@ -15,34 +15,13 @@
 //! came from without printing it ([`super::BridgeConfig::secret_sources`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use super::origin::Origin;
 use super::{BridgeConfig, ConfigError};
 
 /// Prefix of the generic environment variables: `OMNI_BRIDGE__<KEY>`.
 pub const ENV_PREFIX: &str = "OMNI_BRIDGE__";
-
-/// Where a value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// The config file.
-    File(PathBuf),
-    /// An environment variable.
-    Env(String),
-    /// A command-line flag.
-    Flag(String),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::File(path) => write!(f, "config file {}", path.display()),
-            Self::Env(var) => write!(f, "environment variable {var}"),
-            Self::Flag(flag) => write!(f, "command-line flag {flag}"),
-        }
-    }
-}
 
 /// True for the keys that hold secrets.
 pub fn is_secret(key: &str) -> bool {
