@@ -405,16 +405,26 @@ impl Gateway {
                         break;
                     }
                 };
-                // Whatever else is queued goes out with it, in one write.
+                // Whatever else is queued goes out with it, in one write: after draining the
+                // queue, let the runs that are ready add theirs (one yield), then drain again.
                 let mut batch = Ok(());
                 let mut next = Some(message);
                 let mut fed = 0;
-                while let Some(m) = next.take() {
-                    batch = sink.feed(m).await;
-                    fed += 1;
-                    if batch.is_err() || fed >= WRITE_BATCH {
+                let mut yielded = false;
+                loop {
+                    while let Some(m) = next.take() {
+                        batch = sink.feed(m).await;
+                        fed += 1;
+                        if batch.is_err() || fed >= WRITE_BATCH {
+                            break;
+                        }
+                        next = out_rx.try_recv().ok();
+                    }
+                    if yielded || batch.is_err() || fed >= WRITE_BATCH {
                         break;
                     }
+                    tokio::task::yield_now().await;
+                    yielded = true;
                     next = out_rx.try_recv().ok();
                 }
                 if batch.is_err() || sink.flush().await.is_err() {

@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Deserialize;
 use shared_protocol::chat::ChatEvent;
 use shared_protocol::{ReplyAccumulator, RunOutcome, Step};
 use tokio::sync::oneshot;
@@ -179,13 +178,6 @@ pub struct RunTable {
     inner: Mutex<Inner>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RunRef<'a> {
-    #[serde(borrow)]
-    run_id: std::borrow::Cow<'a, str>,
-}
-
 impl RunTable {
     /// Joins the run with this idempotency key, or creates its entry.
     pub fn admit(&self, key: &str) -> Admission {
@@ -274,23 +266,24 @@ impl RunTable {
     /// Routes one `chat` event payload (the reader's hot path). Returns how many held events
     /// were dropped.
     pub fn on_chat_event(&self, raw: &str, now: Instant) -> u64 {
-        let Ok(r) = serde_json::from_str::<RunRef<'_>>(raw) else {
-            tracing::debug!("chat event without runId ignored");
-            return 0;
+        // Parsed once, outside the lock; a run we do not know keeps the raw text for later.
+        let event = match serde_json::from_str::<ChatEvent>(raw) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed chat event (or one without runId) ignored");
+                return 0;
+            }
         };
         let mut inner = self.inner.lock();
         if let Some(progress) = inner
             .runs
-            .get_mut(r.run_id.as_ref())
+            .get_mut(event.run_id.as_str())
             .and_then(|e| e.progress.as_mut())
         {
-            match serde_json::from_str::<ChatEvent>(raw) {
-                Ok(event) => apply(progress, &event, now),
-                Err(e) => tracing::debug!(error = %e, "malformed chat event ignored"),
-            }
+            apply(progress, &event, now);
             return 0;
         }
-        let dropped = inner.early.hold(&r.run_id, raw, now);
+        let dropped = inner.early.hold(&event.run_id, raw, now);
         if dropped > 0 {
             tracing::debug!(
                 dropped,

@@ -1,383 +1,116 @@
-//! `bridge-bench`: the bridge's own overhead on loopback, as a table.
+//! `bridge-bench`: the bridge's throughput and added latency on loopback, paired against the
+//! direct path and against other builds of the bridge in one run, as a table.
 //!
-//! Two gateways, both in-process on loopback:
-//! - an instant stand-in ([`instant_gateway`]) that acks and finishes every `chat.send` at once
-//!   and stamps when it read the `chat.send` and wrote the `final`. Against it the benchmark
-//!   splits the cost into the two legs the bridge owns: **in** = HTTP request sent -> `chat.send`
-//!   read at the gateway, **out** = `final` written -> HTTP response received;
-//! - the mock gateway (`mock-gateway`, delta interval 0) for an end-to-end figure with realistic
-//!   event traffic (status events, deltas, final).
+//! Processes: a gateway stand-in ([`stand_in`]: ack, `--deltas` deltas and the final per
+//! `chat.send`) and one `omni-bridge serve` per `--bridge NAME=PATH` (any build: the current one,
+//! and e.g. a release build of an older commit), all pinned to CPU 1 with `taskset`; the load
+//! generator (this process, one thread) on CPU 0. Paths, each a closed loop of N conversations
+//! (a conversation sends its next message when the previous reply is back):
 //!
-//! Paths, each a closed loop of N conversations (a conversation sends its next message when the
-//! previous reply is back) for a bounded time: `direct-ws` (a bare WebSocket client multiplexing
-//! `chat.send` on one connection: the floor), `pool` (the bridge's connection layer,
-//! `GatewayHandle::run`, no HTTP) and `bridge` (Omni-shaped HTTP POST -> service -> pool ->
-//! gateway -> HTTP reply). Loopback only; every pass is bounded in time.
+//! - `direct-ws`: a bare WebSocket client multiplexing `chat.send` on one connection: the floor;
+//! - `pool`: this build's connection layer in-process (`GatewayHandle::run`), no HTTP;
+//! - `bridge:<NAME>`: an Omni-shaped `POST /omni/agents/main/trigger` to that bridge process, one
+//!   keep-alive connection per conversation (a lean client: the bridge is what is measured).
+//!
+//! Targets take turns in slices (`--slice-secs`), in a new random order every round, after a
+//! warm-up; the table gives the median runs/s over the rounds with the spread (min-max), and
+//! p50/p99 over all of them. Loopback only; every slice is bounded in time.
 //!
 //! ```text
-//! # closed loop: throughput, latency at saturation
-//! cargo run --release -p omni-bridge --bin bridge-bench -- --conversations 1,64,512 --seconds 5
-//! # open loop: latency at a fixed load (2000 runs/s over the conversations)
-//! cargo run --release -p omni-bridge --bin bridge-bench -- --conversations 64,512 --seconds 5 --rate 2000
+//! cargo build --release -p omni-bridge -p bridge-tools
+//! target/release/bridge-bench --bridge after=target/release/omni-bridge \
+//!     --bridge before=/tmp/bridge-before/target/release/omni-bridge --conversations 1,64
 //! ```
 
-mod instant_gateway;
+mod clients;
+mod stand_in;
 
-use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
-use dashmap::DashMap;
-use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
+use clap::{Parser, Subcommand};
+use clients::{Direct, Http};
 use hdrhistogram::Histogram;
-use instant_gateway::{InstantGateway, Stamps};
-use mock_gateway::MockGateway;
-use omni_bridge::bridge::RunningBridge;
-use omni_bridge::config::{BridgeConfig, GatewayConfig};
-use omni_bridge::gateway::{GatewayHandle, RunRequest};
-use omni_bridge::http_client::HttpClient;
-use omni_bridge::service::trigger::idempotency_key;
-use parking_lot::Mutex;
-use shared_protocol::chat::{ChatEvent, ChatSendParams};
-use shared_protocol::connect::ConnectParams;
-use shared_protocol::frame::{Frame, encode_request};
-use shared_protocol::{AgentId, Scope, Secret, SessionKey};
-use tokio::sync::{mpsc, oneshot};
+use omni_bridge::config::GatewayConfig;
+use omni_bridge::gateway::{CancellationToken, GatewayHandle, GatewayPool, Registry, RunRequest};
+use shared_protocol::{AgentId, Secret, SessionKey};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 const TOKEN: &str = "bench-token";
 const INBOUND: &str = "bench-inbound";
-const INSTANCE: &str = "bench";
-/// Per-request deadline in every pass.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on queued outbound frames of the direct client.
-const DIRECT_QUEUE: usize = 4096;
-/// Runs in flight allowed on the bridge's gateway connection (above the largest pass).
+/// Runs in flight allowed on each bridge's gateway connection (above the largest pass).
 const BENCH_MAX_IN_FLIGHT: usize = 4096;
+/// Deadline for a bridge process to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(
-    about = "Measure the bridge's added latency and throughput on loopback (prints a table)."
+    about = "Measure the bridge's throughput and added latency on loopback against the direct path and other builds (prints a table)."
 )]
 struct Args {
+    #[command(subcommand)]
+    role: Option<Role>,
+    /// A bridge build to measure, NAME=PATH of an omni-bridge binary (repeatable).
+    #[arg(long = "bridge", value_name = "NAME=PATH")]
+    bridges: Vec<String>,
     /// Concurrent conversations per pass, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,64,512")]
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
     conversations: Vec<usize>,
-    /// Seconds per pass.
+    /// Rounds: each target runs one slice per round.
     #[arg(long, default_value_t = 5)]
-    seconds: u64,
-    /// Open loop: total runs per second spread evenly over the conversations (each still waits
-    /// for its previous reply). 0 = closed loop (as fast as replies come back: throughput).
-    #[arg(long, default_value_t = 0)]
-    rate: u64,
+    rounds: usize,
+    /// Seconds per slice.
+    #[arg(long, default_value_t = 2.0)]
+    slice_secs: f64,
+    /// Text deltas the stand-in sends per run (before the final).
+    #[arg(long, default_value_t = 8)]
+    deltas: u32,
+    /// Leave out the in-process pool path.
+    #[arg(long)]
+    no_pool: bool,
+    /// Do not pin with taskset.
+    #[arg(long)]
+    no_pin: bool,
 }
 
-/// One timed call: when it started and ended on the client, and the run id it used.
-struct Sample {
-    start: Instant,
-    end: Instant,
-    run_id: String,
+#[derive(Subcommand)]
+enum Role {
+    /// (internal) the gateway stand-in.
+    StandIn {
+        /// Text deltas per run.
+        #[arg(long, default_value_t = 8)]
+        deltas: u32,
+    },
 }
 
-type Call = Arc<dyn Fn(usize, u64) -> BoxFuture<'static, Option<Sample>> + Send + Sync>;
+/// A child process, killed on drop.
+struct Proc(Child);
 
-#[derive(Clone)]
-struct Hists {
-    total: Histogram<u64>,
-    leg_in: Histogram<u64>,
-    leg_out: Histogram<u64>,
-}
-
-impl Hists {
-    fn new() -> Self {
-        let h =
-            || Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 sig. digits is valid"));
-        Self {
-            total: h(),
-            leg_in: h(),
-            leg_out: h(),
-        }
-    }
-
-    fn add(&mut self, other: &Self) {
-        let _ = self.total.add(&other.total);
-        let _ = self.leg_in.add(&other.leg_in);
-        let _ = self.leg_out.add(&other.leg_out);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-struct PassResult {
-    errors: u64,
-    elapsed: Duration,
-    hists: Hists,
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
-
-/// Runs `conversations` closed loops of `call(conversation, n)` for `duration`; legs are
-/// measured when the gateway stamped the run.
-async fn pass(
-    conversations: usize,
-    duration: Duration,
-    rate: u64,
-    stamps: Option<Arc<DashMap<String, Stamps>>>,
-    call: Call,
-) -> PassResult {
-    let all = Arc::new(Mutex::new(Hists::new()));
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..conversations {
-        let (call, all, errors, stamps) =
-            (call.clone(), all.clone(), errors.clone(), stamps.clone());
-        tasks.spawn(async move {
-            let mut local = Hists::new();
-            let mut n = 0u64;
-            let mut ticker = (rate > 0).then(|| {
-                let period = Duration::from_secs_f64(conversations as f64 / rate as f64);
-                let phase = period.mul_f64(c as f64 / conversations as f64);
-                let mut t = tokio::time::interval_at(started + phase, period);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                t
-            });
-            while Instant::now() < deadline {
-                if let Some(t) = ticker.as_mut() {
-                    t.tick().await;
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                }
-                match call(c, n).await {
-                    Some(s) => {
-                        let _ = local.total.record(micros(s.end - s.start));
-                        if let Some((_, st)) = stamps.as_ref().and_then(|m| m.remove(&s.run_id)) {
-                            let _ = local
-                                .leg_in
-                                .record(micros(st.send_in.saturating_duration_since(s.start)));
-                            let _ = local
-                                .leg_out
-                                .record(micros(s.end.saturating_duration_since(st.final_out)));
-                        }
-                    }
-                    None => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                n += 1;
-            }
-            all.lock().add(&local);
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    let hists = all.lock().clone();
-    PassResult {
-        errors: errors.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-        hists,
-    }
-}
-
-/// A bare multiplexing WebSocket client: the floor the bridge is compared with.
-struct Direct {
-    out: mpsc::Sender<String>,
-    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>>,
-}
-
-impl Direct {
-    async fn connect(url: &str) -> Result<Arc<Self>, String> {
-        let config = omni_bridge::gateway::transport::ws_config();
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sink, mut stream) = ws.split();
-        let _challenge = stream.next().await;
-        let params = ConnectParams::backend(
-            "0.1.0",
-            &[Scope::Read, Scope::Write],
-            Some(Secret::new(TOKEN.to_string())),
-        );
-        let frame = encode_request("c1", "connect", &params).map_err(|e| e.to_string())?;
-        sink.send(Message::text(frame))
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            match stream.next().await {
-                Some(Ok(Message::Text(t)))
-                    if matches!(Frame::parse(t.as_str()), Ok(Frame::Response(_))) =>
-                {
-                    break;
-                }
-                Some(Ok(_)) => {}
-                _ => return Err("handshake failed".into()),
-            }
-        }
-        let (out, mut rx) = mpsc::channel::<String>(DIRECT_QUEUE);
-        tokio::spawn(async move {
-            while let Some(f) = rx.recv().await {
-                if sink.send(Message::text(f)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<()>>>> = Arc::default();
-        let w = waiting.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(t) = msg else { continue };
-                if let Ok(Frame::Event(ev)) = Frame::parse(t.as_str())
-                    && ev.event == "chat"
-                    && let Ok(ce) = ev.payload_as::<ChatEvent>()
-                    && ce.state.is_terminal()
-                    && let Some(tx) = w.lock().remove(&ce.run_id)
-                {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        Ok(Arc::new(Self { out, waiting }))
-    }
-
-    async fn run(&self, key: &str, message: &str, run_id: String) -> bool {
-        let (tx, rx) = oneshot::channel();
-        self.waiting.lock().insert(run_id.clone(), tx);
-        let params = ChatSendParams::new(key, message, run_id.clone());
-        let Ok(frame) = encode_request(&run_id, "chat.send", &params) else {
-            return false;
-        };
-        if self.out.send(frame).await.is_err() {
-            return false;
-        }
-        matches!(tokio::time::timeout(REQUEST_TIMEOUT, rx).await, Ok(Ok(())))
-    }
-}
-
-async fn start_bridge(url: String) -> Result<RunningBridge, String> {
-    {
-        let mut gw = GatewayConfig::new(url, Secret::new(TOKEN.to_string()));
-        gw.max_in_flight = BENCH_MAX_IN_FLIGHT;
-        let mut config = BridgeConfig::single(gw, "main", Secret::new(INBOUND.to_string()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?;
-        config.listen = listener.local_addr().map_err(|e| e.to_string())?;
-        let bridge =
-            RunningBridge::start_standalone(&config, listener).map_err(|e| e.to_string())?;
-        // The first check waits for the pooled connection too.
-        if let Some(h) = bridge.pool().get("default") {
-            h.check().await.map_err(|e| e.to_string())?;
-        }
-        Ok(bridge)
-    }
-}
-
-fn direct_call(direct: Arc<Direct>, agent: AgentId, tag: String) -> Call {
-    Arc::new(move |c, n| {
-        let tag = tag.clone();
-        let d = direct.clone();
-        let key =
-            SessionKey::build(&agent, &format!("{tag}-direct-{c}")).map(|k| k.as_str().to_string());
-        Box::pin(async move {
-            let key = key.ok()?;
-            let run_id = format!("{tag}-d-{c}-{n}");
-            let start = Instant::now();
-            d.run(&key, "hi", run_id.clone()).await.then(|| Sample {
-                start,
-                end: Instant::now(),
-                run_id,
-            })
-        })
-    })
-}
-
-fn pool_call(handle: GatewayHandle, agent: AgentId, tag: String) -> Call {
-    Arc::new(move |c, n| {
-        let tag = tag.clone();
-        let h = handle.clone();
-        let key = SessionKey::build(&agent, &format!("{tag}-pool-{c}"));
-        Box::pin(async move {
-            let session_key = key.ok()?;
-            let run_id = format!("{tag}-p-{c}-{n}");
-            let start = Instant::now();
-            let ok = h
-                .run(RunRequest {
-                    session_key,
-                    message: "hi".into(),
-                    idempotency_key: run_id.clone(),
-                })
-                .await
-                .is_ok();
-            ok.then(|| Sample {
-                start,
-                end: Instant::now(),
-                run_id,
-            })
-        })
-    })
-}
-
-fn bridge_call(client: HttpClient, bridge_addr: std::net::SocketAddr, tag: String) -> Call {
-    let url = format!("http://{bridge_addr}/omni/agents/main/trigger");
-    Arc::new(move |c, n| {
-        let tag = tag.clone();
-        let (client, url) = (client.clone(), url.clone());
-        Box::pin(async move {
-            let trace = format!("{tag}-t-{c}-{n}");
-            let body = serde_json::json!({
-                "instance": {"id": INSTANCE}, "chat": {"id": format!("{tag}-b-{c}")},
-                "sender": {"id": "u", "name": "B"}, "content": {"text": "hi"}, "traceId": trace
-            });
-            let start = Instant::now();
-            let r = client.post_bearer(&url, INBOUND, &body).await.ok()?;
-            let end = Instant::now();
-            // Only the agent's reply counts: a failure is a 200 with a text too (busy, ...).
-            let agent_reply = r
-                .json()
-                .get("reply")
-                .and_then(|v| v.as_str())
-                .is_some_and(|t| t.starts_with("FAKE-REPLY"));
-            (r.status.is_success() && agent_reply).then(|| Sample {
-                start,
-                end,
-                run_id: idempotency_key("main", INSTANCE, &trace),
-            })
-        })
-    })
-}
-
-fn row(out: &mut String, conv: usize, target: &str, path: &str, r: &PassResult) {
-    let q = |h: &Histogram<u64>| {
-        if h.is_empty() {
-            "-".to_string()
-        } else {
-            format!(
-                "{} / {}",
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.99)
-            )
-        }
-    };
-    out.push_str(&format!(
-        "| {conv:>5} | {target:<7} | {path:<9} | {:>7} | {:>6} | {:>8.0} | {:>15} | {:>13} | {:>13} |\n",
-        r.hists.total.len(),
-        r.errors,
-        r.hists.total.len() as f64 / r.elapsed.as_secs_f64(),
-        q(&r.hists.total),
-        q(&r.hists.leg_in),
-        q(&r.hists.leg_out),
-    ));
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match bench(args).await {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        eprintln!("error: no runtime");
+        return std::process::ExitCode::FAILURE;
+    };
+    if let Some(Role::StandIn { deltas }) = args.role {
+        runtime.block_on(stand_in::run(0, deltas));
+        return std::process::ExitCode::SUCCESS;
+    }
+    match runtime.block_on(bench(&args)) {
         Ok(table) => {
             println!("{table}");
             std::process::ExitCode::SUCCESS
@@ -389,82 +122,398 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn bench(args: Args) -> Result<String, String> {
-    let duration = Duration::from_secs(args.seconds);
-    let agent = AgentId::parse("main").map_err(|e| e.to_string())?;
-    let http = HttpClient::new(REQUEST_TIMEOUT);
-
-    let instant = InstantGateway::start().await.map_err(|e| e.to_string())?;
-    let ibridge = start_bridge(instant.url()).await?;
-    let ihandle = ibridge.pool().get("default").ok_or("no gateway")?;
-    let idirect = Direct::connect(&instant.url()).await?;
-
-    let mock = MockGateway::builder()
-        .token(TOKEN)
-        .delta_interval(Duration::ZERO)
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mbridge = start_bridge(mock.url()).await?;
-    let mhandle = mbridge.pool().get("default").ok_or("no gateway")?;
-
-    let mut out = String::from(
-        "| conv. | gateway | path      |    runs | errors |   runs/s | total p50/p99 µs | in p50/p99 µs | out p50/p99 µs |\n\
-         |-------|---------|-----------|---------|--------|----------|------------------|---------------|----------------|\n",
-    );
-    let stamps = Some(instant.stamps.clone());
-    for (index, &conv) in args.conversations.iter().enumerate() {
-        // Unique per pass: a repeated trace would be answered from the bridge's cache.
-        let i = format!("i{index}");
-        let m = format!("m{index}");
-        let r = pass(
-            conv,
-            duration,
-            args.rate,
-            stamps.clone(),
-            direct_call(idirect.clone(), agent.clone(), i.clone()),
-        )
-        .await;
-        row(&mut out, conv, "instant", "direct-ws", &r);
-        let r = pass(
-            conv,
-            duration,
-            args.rate,
-            stamps.clone(),
-            pool_call(ihandle.clone(), agent.clone(), i.clone()),
-        )
-        .await;
-        row(&mut out, conv, "instant", "pool", &r);
-        let r = pass(
-            conv,
-            duration,
-            args.rate,
-            stamps.clone(),
-            bridge_call(http.clone(), ibridge.addr(), i.clone()),
-        )
-        .await;
-        row(&mut out, conv, "instant", "bridge", &r);
-        let r = pass(
-            conv,
-            duration,
-            args.rate,
-            None,
-            pool_call(mhandle.clone(), agent.clone(), m.clone()),
-        )
-        .await;
-        row(&mut out, conv, "mock", "pool", &r);
-        let r = pass(
-            conv,
-            duration,
-            args.rate,
-            None,
-            bridge_call(http.clone(), mbridge.addr(), m.clone()),
-        )
-        .await;
-        row(&mut out, conv, "mock", "bridge", &r);
+fn pinned(pin: bool, cpu: u32, program: &std::path::Path) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpu.to_string()).arg(program);
+        c
+    } else {
+        Command::new(program)
     }
-    let _ = ibridge.stop().await;
-    let _ = mbridge.stop().await;
-    mock.stop().await;
-    Ok(out)
+}
+
+fn pin_self(cpu: u32) {
+    let _ = Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            &cpu.to_string(),
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status();
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+fn start_stand_in(pin: bool, deltas: u32) -> Result<(Proc, SocketAddr), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = pinned(pin, 1, &exe)
+        .args(["stand-in", "--deltas", &deltas.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("stand-in: {e}"))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().ok_or("stand-in: no stdout")?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let addr = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("stand-in said {line:?}"))?;
+    Ok((Proc(child), addr))
+}
+
+/// Starts `omni-bridge serve` from `binary` against the stand-in, with a config both old and new
+/// builds read (no key whose name changed), at the production log level (lines to /dev/null).
+fn start_bridge(
+    pin: bool,
+    binary: &std::path::Path,
+    gateway: SocketAddr,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(Proc, SocketAddr), String> {
+    let port = free_port()?;
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[gateways.default]\nurl = \"ws://{gateway}\"\nmax_in_flight = {BENCH_MAX_IN_FLIGHT}\n\n[agents.main]\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = pinned(pin, 1, binary)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .env("OMNI_BRIDGE_GATEWAY_TOKEN", TOKEN)
+        .env("OMNI_BRIDGE_INBOUND_TOKEN", INBOUND)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name} ({}): {e}", binary.display()))?;
+    Ok((Proc(child), SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+async fn wait_ready(addr: SocketAddr, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let ready = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+            s.write_all(b"GET /ready HTTP/1.1\r\nhost: b\r\nconnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await.ok()?;
+            Some(buf.starts_with(b"HTTP/1.1 200"))
+        };
+        if tokio::time::timeout(Duration::from_secs(2), ready)
+            .await
+            .ok()
+            .flatten()
+            == Some(true)
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{name} did not become ready within {READY_TIMEOUT:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One measured path.
+enum Path {
+    Direct(Arc<Direct>),
+    Pool(GatewayHandle),
+    Bridge(SocketAddr),
+}
+
+struct Target {
+    name: String,
+    path: Path,
+    /// Per conversations count: runs/s of each round.
+    rates: Vec<Vec<f64>>,
+    /// Per conversations count: latency in µs over every round.
+    latency: Vec<Histogram<u64>>,
+    errors: Vec<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
+}
+
+/// One slice of `target` with `conversations` closed loops for `duration`.
+async fn slice(
+    target: &Target,
+    conversations: usize,
+    duration: Duration,
+    tag: &str,
+    agent: &AgentId,
+) -> (u64, u64, Histogram<u64>, Duration) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..conversations {
+        let tag = format!("{tag}-{c}");
+        let key = SessionKey::build(agent, &tag).map(|k| k.as_str().to_string());
+        let Ok(key) = key else { continue };
+        match &target.path {
+            Path::Direct(d) => {
+                let d = d.clone();
+                tasks.spawn(async move {
+                    let mut h = histogram();
+                    let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
+                    while Instant::now() < deadline {
+                        let t0 = Instant::now();
+                        if d.run(&key, "[B]: hi", format!("{tag}-{n}")).await {
+                            let _ = h.record(micros(t0.elapsed()));
+                            ok += 1;
+                        } else {
+                            err += 1;
+                        }
+                        n += 1;
+                    }
+                    (ok, err, h)
+                });
+            }
+            Path::Pool(handle) => {
+                let handle = handle.clone();
+                let agent = agent.clone();
+                tasks.spawn(async move {
+                    let mut h = histogram();
+                    let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
+                    let Ok(session_key) = SessionKey::build(&agent, &tag) else {
+                        return (0, 1, h);
+                    };
+                    while Instant::now() < deadline {
+                        let t0 = Instant::now();
+                        let request = RunRequest {
+                            session_key: session_key.clone(),
+                            message: "[B]: hi".into(),
+                            idempotency_key: format!("{tag}-{n}"),
+                        };
+                        if handle.run(request).await.is_ok() {
+                            let _ = h.record(micros(t0.elapsed()));
+                            ok += 1;
+                        } else {
+                            err += 1;
+                        }
+                        n += 1;
+                    }
+                    (ok, err, h)
+                });
+            }
+            Path::Bridge(addr) => {
+                let addr = *addr;
+                tasks.spawn(async move {
+                    let mut h = histogram();
+                    let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
+                    let Ok(mut http) = Http::connect(addr, INBOUND).await else {
+                        return (0, 1, h);
+                    };
+                    while Instant::now() < deadline {
+                        let body = format!(
+                            r#"{{"instance":{{"id":"bench"}},"chat":{{"id":"{tag}"}},"sender":{{"id":"u","name":"B"}},"content":{{"text":"hi"}},"traceId":"{tag}-{n}"}}"#
+                        );
+                        let t0 = Instant::now();
+                        if http
+                            .post("/omni/agents/main/trigger", &body, "\"reply\":\"ok:")
+                            .await
+                        {
+                            let _ = h.record(micros(t0.elapsed()));
+                            ok += 1;
+                        } else {
+                            err += 1;
+                        }
+                        n += 1;
+                    }
+                    (ok, err, h)
+                });
+            }
+        }
+    }
+    let mut all = histogram();
+    let (mut ok, mut err) = (0, 0);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((o, e, h)) = done {
+            ok += o;
+            err += e;
+            let _ = all.add(&h);
+        }
+    }
+    (ok, err, all, started.elapsed())
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A small deterministic generator for the slice order.
+struct Order(u64);
+
+impl Order {
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let j = usize::try_from((self.0 >> 33) % (i as u64 + 1)).unwrap_or(0);
+            items.swap(i, j);
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+async fn bench(args: &Args) -> Result<String, String> {
+    let pin = !args.no_pin && Command::new("taskset").arg("-V").output().is_ok();
+    if pin {
+        pin_self(0);
+    }
+    let load_before = loadavg();
+    let dir = std::env::temp_dir().join(format!("bridge-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (_stand_in, gateway) = start_stand_in(pin, args.deltas)?;
+    let mut procs = Vec::new();
+    let mut targets = Vec::new();
+    let direct = Direct::connect(&format!("ws://{gateway}"), TOKEN).await?;
+    targets.push(("direct-ws".to_string(), Path::Direct(direct)));
+    let shutdown = CancellationToken::new();
+    let pool = GatewayPool::new(&Registry::new(), shutdown.clone()).map_err(|e| e.to_string())?;
+    if !args.no_pool {
+        let mut config = GatewayConfig::new(format!("ws://{gateway}"), Secret::new(TOKEN.into()));
+        config.max_in_flight = BENCH_MAX_IN_FLIGHT;
+        pool.upsert("bench", config);
+        let handle = pool.get("bench").ok_or("no pool gateway")?;
+        handle.check().await.map_err(|e| e.to_string())?;
+        targets.push(("pool".to_string(), Path::Pool(handle)));
+    }
+    for spec in &args.bridges {
+        let (name, path) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("--bridge {spec:?}: expected NAME=PATH"))?;
+        let (proc, addr) = start_bridge(pin, &PathBuf::from(path), gateway, &dir, name)?;
+        procs.push(proc);
+        wait_ready(addr, name).await?;
+        targets.push((format!("bridge:{name}"), Path::Bridge(addr)));
+    }
+    let mut targets: Vec<Target> = targets
+        .into_iter()
+        .map(|(name, path)| Target {
+            name,
+            path,
+            rates: vec![Vec::new(); args.conversations.len()],
+            latency: (0..args.conversations.len()).map(|_| histogram()).collect(),
+            errors: vec![0; args.conversations.len()],
+        })
+        .collect();
+    let agent = AgentId::parse("main").map_err(|e| e.to_string())?;
+    let slice_for = Duration::from_secs_f64(args.slice_secs);
+    let mut order = Order(0x5eed);
+    for (ci, &conv) in args.conversations.iter().enumerate() {
+        for t in &targets {
+            let tag = format!("w{ci}-{}", t.name.replace(':', "-"));
+            slice(t, conv, Duration::from_millis(500), &tag, &agent).await;
+        }
+        for round in 0..args.rounds {
+            let mut turn: Vec<usize> = (0..targets.len()).collect();
+            order.shuffle(&mut turn);
+            for i in turn {
+                let t = &targets[i];
+                let tag = format!("r{ci}-{round}-{}", t.name.replace(':', "-"));
+                let (ok, err, h, elapsed) = slice(t, conv, slice_for, &tag, &agent).await;
+                let t = &mut targets[i];
+                t.rates[ci].push(ok as f64 / elapsed.as_secs_f64());
+                t.errors[ci] += err;
+                let _ = t.latency[ci].add(&h);
+            }
+        }
+    }
+    pool.close().await;
+    shutdown.cancel();
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(table(args, &targets, &load_before))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn table(args: &Args, targets: &[Target], load_before: &str) -> String {
+    let mut out = format!(
+        "{} rounds x {} s slices per target, {} deltas per run, load average before {load_before}, after {}\n\n",
+        args.rounds,
+        args.slice_secs,
+        args.deltas,
+        loadavg()
+    );
+    out.push_str("| conv. | path | runs/s median (min-max) | % of direct-ws | p50 / p99 µs | added p50 / p99 µs | errors |\n");
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for (ci, conv) in args.conversations.iter().enumerate() {
+        let direct = targets.iter().find(|t| t.name == "direct-ws");
+        let direct_rate = direct.map_or(0.0, |d| median(&d.rates[ci]));
+        let q = |h: &Histogram<u64>, p: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(p)
+            }
+        };
+        for t in targets {
+            let rates = &t.rates[ci];
+            let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = rates.iter().copied().fold(0.0, f64::max);
+            let rate = median(rates);
+            let h = &t.latency[ci];
+            let (p50, p99) = (q(h, 0.5), q(h, 0.99));
+            let added = match direct {
+                Some(d) if t.name != "direct-ws" => {
+                    let (d50, d99) = (q(&d.latency[ci], 0.5), q(&d.latency[ci], 0.99));
+                    format!(
+                        "{:+} / {:+}",
+                        i64::try_from(p50).unwrap_or(0) - i64::try_from(d50).unwrap_or(0),
+                        i64::try_from(p99).unwrap_or(0) - i64::try_from(d99).unwrap_or(0)
+                    )
+                }
+                _ => "-".into(),
+            };
+            let share = if direct_rate > 0.0 {
+                format!("{:.0}%", 100.0 * rate / direct_rate)
+            } else {
+                "-".into()
+            };
+            out.push_str(&format!(
+                "| {conv} | {} | {rate:.0} ({min:.0}-{max:.0}) | {share} | {p50} / {p99} | {added} | {} |\n",
+                t.name, t.errors[ci]
+            ));
+        }
+    }
+    out
 }
