@@ -484,6 +484,23 @@ unavailable = "down"
     }
 
     #[test]
+    fn the_annotated_example_lists_every_default_and_validates() {
+        let mut c = BridgeConfig::from_toml(include_str!("../../bridge.example.toml")).unwrap();
+        c.inbound_token = Secret::new("from-env".into());
+        c.gateways.get_mut("default").unwrap().token = Secret::new("from-env".into());
+        c.validate().unwrap();
+        let g = &c.gateways["default"];
+        let defaults = GatewayConfig::new(g.url.clone(), g.token.clone());
+        assert_eq!(*g, defaults, "the example shows the defaults");
+        let built = BridgeConfig::single(defaults, "main", c.inbound_token.clone());
+        assert_eq!(c.shutdown_grace, built.shutdown_grace);
+        assert_eq!(c.max_connections, built.max_connections);
+        assert_eq!(c.answer_cache_ttl, built.answer_cache_ttl);
+        assert_eq!(c.max_cached_answers, built.max_cached_answers);
+        assert_eq!(c.omni.nats_ack_wait, OmniConfig::default().nats_ack_wait);
+    }
+
+    #[test]
     fn the_trash_consumer_needs_omnis_url_and_key() {
         let mut c = BridgeConfig::from_toml(GOOD).unwrap();
         c.omni.url = Some("https://omni".into());

@@ -168,7 +168,9 @@ async fn drive<H: RunHost>(host: Arc<H>, request: RunRequest, admitted: Admitted
     let started = Instant::now();
     tracing::debug!(message = %request.message, "run starting");
     let Admitted { permit, turn } = admitted;
-    let (result, turn) = match host.take_turn(turn).await {
+    // The rare, large waits are boxed so that the task of a run in flight stays small: memory per
+    // run in flight is what bounds how many one connection carries.
+    let (result, turn) = match Box::pin(host.take_turn(turn)).await {
         Ok(turn) => (
             Box::pin(drive_phases(&host, &request, started)).await,
             Some(turn),
@@ -193,7 +195,7 @@ async fn drive<H: RunHost>(host: Arc<H>, request: RunRequest, admitted: Admitted
     }
     host.runs().finish(&request.idempotency_key, result);
     if orphaned && !host.cancelled().is_cancelled() {
-        abort_orphan(&*host, &request).await;
+        Box::pin(abort_orphan(&*host, &request)).await;
     }
     drop(turn);
 }
@@ -250,7 +252,7 @@ async fn drive_phases<H: RunHost>(
             message: "connection to the gateway lost mid-run and not restored in time".into(),
             retry_after: None,
         };
-        let link = match host.wait_link(wait_deadline).await {
+        let link = match Box::pin(host.wait_link(wait_deadline)).await {
             Ok(link) => link,
             Err(WaitError::Failed(e)) => return Err(e),
             Err(WaitError::Timeout) if resent => return Err(lost()),
@@ -258,18 +260,16 @@ async fn drive_phases<H: RunHost>(
             // "unavailable", not a slow agent.
             Err(WaitError::Timeout) => return Err(unreachable(&**host, config.send_ack_timeout)),
         };
-        let response = match link
-            .request(methods::CHAT_SEND, &params, wait_deadline)
-            .await
-        {
-            Ok(response) => response,
-            Err(RequestError::Lost) => continue,
-            Err(RequestError::Timeout) if resent => return Err(lost()),
-            Err(RequestError::Timeout) => {
-                return Err(Error::SendAckTimeout(config.send_ack_timeout));
-            }
-            Err(RequestError::Failed(e)) => return Err(e),
-        };
+        let response =
+            match Box::pin(link.request(methods::CHAT_SEND, &params, wait_deadline)).await {
+                Ok(response) => response,
+                Err(RequestError::Lost) => continue,
+                Err(RequestError::Timeout) if resent => return Err(lost()),
+                Err(RequestError::Timeout) => {
+                    return Err(Error::SendAckTimeout(config.send_ack_timeout));
+                }
+                Err(RequestError::Failed(e)) => return Err(e),
+            };
         let ack: ChatSendAck = match response.into_payload() {
             Ok(ack) => ack,
             // Starting or overloaded (the gateway asks us to come back): same idempotency key,
@@ -299,7 +299,7 @@ async fn drive_phases<H: RunHost>(
             ChatSendStatus::Started | ChatSendStatus::InFlight => {}
             ChatSendStatus::Ok => {
                 tracing::info!("run already completed; reading the reply from chat.history");
-                let text = recover_from_history(&**host, request).await?;
+                let text = Box::pin(recover_from_history(&**host, request)).await?;
                 let stats = stats(&**host, key, time_to_ack, first_send, started, text.len());
                 return Ok(RunReply {
                     run_id: key.to_string(),
@@ -326,7 +326,7 @@ async fn drive_phases<H: RunHost>(
                 let end = end.map_err(|_| Error::Closed)?;
                 if matches!(&end, RunEnd::Outcome(RunOutcome::Failed { error_kind: None, .. }))
                     && (link.is_draining()
-                        || tokio::time::timeout(DRAIN_GRACE, link.closed()).await.is_ok())
+                        || Box::pin(tokio::time::timeout(DRAIN_GRACE, link.closed())).await.is_ok())
                 {
                     return Err(Error::Unavailable {
                         message: "the gateway is restarting and cut the run short".into(),

@@ -70,8 +70,9 @@ struct Progress {
 struct RunEntry {
     /// Everyone waiting for the result: the caller that started the run and every joiner.
     waiters: Vec<oneshot::Sender<RunResult>>,
-    /// Set once the run is sent (accumulation started).
-    progress: Option<Progress>,
+    /// Set once the run is sent (accumulation started); boxed so that the table's slots stay
+    /// small.
+    progress: Option<Box<Progress>>,
 }
 
 /// A wait for the result of one run; resolves to [`Error::Closed`] if the run vanished.
@@ -238,11 +239,11 @@ impl RunTable {
             .as_ref()
             .map(|p| p.numbers)
             .unwrap_or_default();
-        let progress = entry.progress.insert(Progress {
+        let progress = entry.progress.insert(Box::new(Progress {
             acc: ReplyAccumulator::new(cap_bytes),
             numbers,
             done: Some(tx),
-        });
+        }));
         let now = Instant::now();
         for raw in held {
             if let Ok(event) = serde_json::from_str::<ChatEvent>(&raw) {
