@@ -236,6 +236,14 @@ async fn wait_ready(addr: SocketAddr, name: &str) -> Result<(), String> {
     }
 }
 
+/// One conversation's client of a path.
+enum Client {
+    Direct(Arc<Direct>),
+    Pool(GatewayHandle),
+    /// The bridge's address and the keep-alive connection, opened on first use.
+    Bridge(SocketAddr, Option<Http>),
+}
+
 /// One measured path.
 enum Path {
     Direct(Arc<Direct>),
@@ -270,82 +278,56 @@ async fn slice(
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..conversations {
         let tag = format!("{tag}-{c}");
-        let key = SessionKey::build(agent, &tag).map(|k| k.as_str().to_string());
-        let Ok(key) = key else { continue };
-        match &target.path {
-            Path::Direct(d) => {
-                let d = d.clone();
-                tasks.spawn(async move {
-                    let mut h = histogram();
-                    let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
-                    while Instant::now() < deadline {
-                        let t0 = Instant::now();
-                        if d.run(&key, "[B]: hi", format!("{tag}-{n}")).await {
-                            let _ = h.record(micros(t0.elapsed()));
-                            ok += 1;
-                        } else {
-                            err += 1;
-                        }
-                        n += 1;
-                    }
-                    (ok, err, h)
-                });
-            }
-            Path::Pool(handle) => {
-                let handle = handle.clone();
-                let agent = agent.clone();
-                tasks.spawn(async move {
-                    let mut h = histogram();
-                    let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
-                    let Ok(session_key) = SessionKey::build(&agent, &tag) else {
-                        return (0, 1, h);
-                    };
-                    while Instant::now() < deadline {
-                        let t0 = Instant::now();
+        let Ok(session_key) = SessionKey::build(agent, &tag) else {
+            continue;
+        };
+        let mut client = match &target.path {
+            Path::Direct(d) => Client::Direct(d.clone()),
+            Path::Pool(h) => Client::Pool(h.clone()),
+            Path::Bridge(addr) => Client::Bridge(*addr, None),
+        };
+        tasks.spawn(async move {
+            let mut h = histogram();
+            let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
+            while Instant::now() < deadline {
+                let id = format!("{tag}-{n}");
+                let t0 = Instant::now();
+                let done = match &mut client {
+                    Client::Direct(d) => d.run(session_key.as_str(), "[B]: hi", id).await,
+                    Client::Pool(handle) => {
                         let request = RunRequest {
                             session_key: session_key.clone(),
                             message: "[B]: hi".into(),
-                            idempotency_key: format!("{tag}-{n}"),
+                            idempotency_key: id,
                         };
-                        if handle.run(request).await.is_ok() {
-                            let _ = h.record(micros(t0.elapsed()));
-                            ok += 1;
-                        } else {
-                            err += 1;
-                        }
-                        n += 1;
+                        handle.run(request).await.is_ok()
                     }
-                    (ok, err, h)
-                });
-            }
-            Path::Bridge(addr) => {
-                let addr = *addr;
-                tasks.spawn(async move {
-                    let mut h = histogram();
-                    let (mut ok, mut err, mut n) = (0u64, 0u64, 0u64);
-                    let Ok(mut http) = Http::connect(addr, INBOUND).await else {
-                        return (0, 1, h);
-                    };
-                    while Instant::now() < deadline {
+                    Client::Bridge(addr, http) => {
+                        if http.is_none() {
+                            *http = Http::connect(*addr, INBOUND).await.ok();
+                        }
                         let body = format!(
-                            r#"{{"instance":{{"id":"bench"}},"chat":{{"id":"{tag}"}},"sender":{{"id":"u","name":"B"}},"content":{{"text":"hi"}},"traceId":"{tag}-{n}"}}"#
+                            r#"{{"instance":{{"id":"bench"}},"chat":{{"id":"{tag}"}},"sender":{{"id":"u","name":"B"}},"content":{{"text":"hi"}},"traceId":"{id}"}}"#
                         );
-                        let t0 = Instant::now();
-                        if http
-                            .post("/omni/agents/main/trigger", &body, "\"reply\":\"ok:")
-                            .await
-                        {
-                            let _ = h.record(micros(t0.elapsed()));
-                            ok += 1;
-                        } else {
-                            err += 1;
+                        match http.as_mut() {
+                            Some(http) => {
+                                http.post("/omni/agents/main/trigger", &body, "\"reply\":\"ok:")
+                                    .await
+                            }
+                            None => false,
                         }
-                        n += 1;
                     }
-                    (ok, err, h)
-                });
+                };
+                if done {
+                    let _ = h.record(micros(t0.elapsed()));
+                    ok += 1;
+                } else {
+                    err += 1;
+                }
+                n += 1;
             }
-        }
+            (ok, err, h)
+        });
     }
     let mut all = histogram();
     let (mut ok, mut err) = (0, 0);
