@@ -40,10 +40,7 @@ pub struct CheckGatewayArgs {
 /// [`CliError`] naming the first failure, after printing what succeeded.
 pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
     let mut config = args.config.merged(&process_env())?;
-    println!("Secrets (where each came from; values are never shown):");
-    for source in config.secret_sources() {
-        println!("  {source}");
-    }
+    print!("{}", secret_report(&config));
     if config.inbound_token.is_empty() {
         // Not needed to talk to a gateway.
         config.inbound_token = Secret::new("unused-by-check-gateway".to_string());
@@ -93,6 +90,15 @@ pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
     } else {
         Err(CliError::Message(failures.join("\n")))
     }
+}
+
+/// Where each secret came from, as `check-gateway` prints it first (never the values).
+pub fn secret_report(config: &crate::config::BridgeConfig) -> String {
+    let mut out = String::from("Secrets (where each came from; values are never shown):\n");
+    for source in config.secret_sources() {
+        out.push_str(&format!("  {source}\n"));
+    }
+    out
 }
 
 fn describe_ok(name: &str, url: &str, check: &GatewayCheck) -> String {

@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 use super::config_args::ConfigArgs;
 use super::error::CliError;
 use crate::bridge::RunningBridge;
+use crate::config::BridgeConfig;
 
 /// Long help for `serve`.
 pub const LONG_ABOUT: &str = "Run the HTTP service Omni's webhook provider POSTs to.\n\n\
@@ -34,9 +35,7 @@ pub struct ServeArgs {
 /// [`CliError`] for a bad config, a port in use, or a failing listener.
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = args.config.load()?;
-    for source in config.secret_sources() {
-        tracing::info!(secret = %source.key, "{source}");
-    }
+    log_secret_sources(&config);
     let listener = TcpListener::bind(config.listen).await.map_err(|e| {
         CliError::Message(format!(
             "cannot listen on {}: {e} (is another process using the port? change --listen)",
@@ -59,6 +58,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .stop()
         .await
         .map_err(|e| CliError::Message(format!("the listener failed: {e}")))
+}
+
+/// Logs, at start-up, where each secret came from (flag, variable, file), never its value: one
+/// INFO line per secret.
+pub fn log_secret_sources(config: &BridgeConfig) {
+    for source in config.secret_sources() {
+        tracing::info!(secret = %source.key, "secret source: {source}");
+    }
 }
 
 async fn wait_for_signal() {
