@@ -12,8 +12,9 @@ BG = 'instance=~"$instance", gateway=~"$gateway"'
 P = 'instance=~"$instance"'
 
 # Trigger outcomes that mean "the user did not get the agent's answer" (see
-# omni-bridge/src/service/outcome.rs). `invalid`/`unauthorized` are caller mistakes, not errors.
-BRIDGE_FAILED = "timeout|circuit_open|unavailable|failed|backpressure|shutting_down|reset_failed"
+# omni-bridge/src/service/outcome.rs: a failed run is labelled with its error kind,
+# omni-bridge/src/error.rs). `invalid`/`unauthorized` are caller mistakes, not errors.
+BRIDGE_FAILED = "timeout|ws_error|tls|auth|circuit_open|accumulation_cap|backpressure|rejected|agent_error|unavailable|rate_limited|closed|config|reset_failed"
 
 CONNECTION_STATES = {"0": "closed", "1": "connecting", "2": "connected", "3": "backoff"}
 BREAKER_STATES = {"0": "closed", "1": "open", "2": "half-open"}

@@ -41,7 +41,6 @@ pub mod frame_cursor;
 pub mod frame_gate;
 pub mod handshake;
 pub mod inspector;
-pub mod loopback;
 pub mod metrics;
 mod outbox;
 pub mod policy;

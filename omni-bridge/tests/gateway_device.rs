@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gateway_support::{TEST_TIMEOUT, TOKEN, config, pool, request};
 use mock_gateway::{MockGateway, fake_reply};
-use omni_bridge::gateway::{ConnectError, GatewayError};
+use omni_bridge::error::{ConnectError, Error};
 use shared_protocol::Secret;
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn device_token_is_stored_and_reused_and_forgotten_when_refused() {
         third.upsert("main", no_token);
         let err = third.get("main").unwrap().run(request("dev", "x", "dev-3")).await.unwrap_err();
         assert!(
-            matches!(&err, GatewayError::Connect(ConnectError::AuthRejected { code, .. }) if code.contains("DEVICE_TOKEN")),
+            matches!(&err, Error::Connect(ConnectError::AuthRejected { code, .. }) if code.contains("DEVICE_TOKEN")),
             "{err:?}"
         );
         third.close().await;

@@ -9,7 +9,8 @@ mod gateway_support;
 use gateway_support::{MiniGateway, TEST_TIMEOUT, config, pool};
 use std::time::Duration;
 
-use omni_bridge::gateway::{ConnectionState, GatewayError};
+use omni_bridge::error::Error;
+use omni_bridge::gateway::ConnectionState;
 
 #[tokio::test]
 async fn silent_gateway_is_reconnected_by_the_watchdog() {
@@ -55,7 +56,7 @@ async fn an_agent_that_never_answers_is_a_dead_response_timeout() {
             .unwrap_err();
         assert_eq!(
             err,
-            GatewayError::RunTimeout {
+            Error::RunTimeout {
                 stalled_mid_stream: false,
                 deltas: 0
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gateway_support::{TEST_TIMEOUT, TOKEN, config, metrics_text, pool, request};
 use mock_gateway::{MockGateway, MockGatewayHandle, RunFault, fake_reply};
-use omni_bridge::gateway::{ErrorKind, GatewayError};
+use omni_bridge::error::{Error, ErrorKind};
 use tokio::time::Instant;
 
 async fn mock_with(delta: Duration) -> MockGatewayHandle {
@@ -143,7 +143,7 @@ async fn a_link_that_cannot_come_back_fails_promptly_and_retryably() {
         let killed = Instant::now();
         gw.kill_connections();
         let err = run.await.unwrap().unwrap_err();
-        assert!(matches!(err, GatewayError::Unavailable { .. }), "{err:?}");
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
         assert!(err.is_retryable());
         assert!(
             killed.elapsed() < Duration::from_secs(5),
@@ -172,7 +172,7 @@ async fn removing_a_gateway_fails_its_runs_at_once_and_drops_its_series() {
             .unwrap();
         let removed = Instant::now();
         pool.remove("gone");
-        assert_eq!(run.await.unwrap().unwrap_err(), GatewayError::Closed);
+        assert_eq!(run.await.unwrap().unwrap_err(), Error::Closed);
         assert!(removed.elapsed() < Duration::from_secs(1));
         assert!(pool.get("gone").is_none());
         assert_eq!(
@@ -272,10 +272,10 @@ async fn the_pool_starts_while_the_gateway_is_down_and_connects_when_it_comes_up
             .unwrap_err();
         // Nothing was sent: the gateway is unreachable, which is not a slow agent.
         assert!(
-            matches!(&err, GatewayError::Unavailable { message, .. } if message.starts_with("no connection to the gateway within 300ms")),
+            matches!(&err, Error::Unavailable { message, .. } if message.starts_with("no connection to the gateway within 300ms")),
             "{err:?}"
         );
-        assert_eq!(err.kind(), omni_bridge::gateway::ErrorKind::Unavailable);
+        assert_eq!(err.kind(), omni_bridge::error::ErrorKind::Unavailable);
         assert!(err.is_retryable() && err.trips_breaker());
         assert!(handle.status().last_error.is_some());
         gw.set_refuse_connections(false);

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use gateway_support::{TEST_TIMEOUT, TOKEN, config, key, metrics_text, pool, request};
 use mock_gateway::{MockGateway, MockGatewayHandle, RunFault, fake_reply};
-use omni_bridge::gateway::{BreakerState, ConnectError, ErrorKind, GatewayError, ReplyOutcome};
+use omni_bridge::error::{ConnectError, Error, ErrorKind};
+use omni_bridge::gateway::{BreakerState, ReplyOutcome};
 use tokio::time::Instant;
 
 async fn mock() -> MockGatewayHandle {
@@ -147,7 +148,7 @@ async fn one_run_per_session_later_messages_queue_and_abort_ends_the_active_run(
             .run(request("bob", "third", "q-4"))
             .await
             .unwrap_err();
-        assert_eq!(err, GatewayError::SessionQueueFull);
+        assert_eq!(err, Error::SessionQueueFull);
         assert_eq!(err.kind(), ErrorKind::Backpressure);
         assert_eq!(handle.status().queued, 1);
 
@@ -182,7 +183,7 @@ async fn beyond_max_in_flight_is_immediate_backpressure() {
         assert_eq!(handle.status().in_flight, 1);
         let started = Instant::now();
         let err = handle.run(request("b", "y", "bp-2")).await.unwrap_err();
-        assert_eq!(err, GatewayError::Backpressure);
+        assert_eq!(err, Error::Backpressure);
         assert!(started.elapsed() < Duration::from_millis(500));
         assert!(
             metrics_text(&registry)
@@ -191,7 +192,7 @@ async fn beyond_max_in_flight_is_immediate_backpressure() {
         // Closing fails the stuck run promptly with Closed.
         let closing = Instant::now();
         pool.close().await;
-        assert_eq!(busy.await.unwrap().unwrap_err(), GatewayError::Closed);
+        assert_eq!(busy.await.unwrap().unwrap_err(), Error::Closed);
         assert!(closing.elapsed() < Duration::from_secs(3));
         gw.stop().await;
     })
@@ -210,7 +211,7 @@ async fn agent_errors_and_double_terminals() {
         });
         let err = handle.run(request("e", "boom", "err-1")).await.unwrap_err();
         assert!(
-            matches!(&err, GatewayError::AgentFailed { message: Some(m), .. } if m.contains("provider exploded")),
+            matches!(&err, Error::AgentFailed { message: Some(m), .. } if m.contains("provider exploded")),
             "{err:?}"
         );
         assert_eq!(err.kind(), ErrorKind::AgentError);
@@ -238,17 +239,14 @@ async fn timeouts_say_which_phase_and_whether_the_agent_stalled() {
 
         gw.push_run_fault(RunFault::DropAck);
         let err = handle.run(request("t", "a", "to-1")).await.unwrap_err();
-        assert_eq!(
-            err,
-            GatewayError::SendAckTimeout(Duration::from_millis(300))
-        );
+        assert_eq!(err, Error::SendAckTimeout(Duration::from_millis(300)));
 
         gw.push_run_fault(RunFault::StallAfterDeltas(2));
         let err = handle.run(request("t", "c", "to-3")).await.unwrap_err();
         assert!(
             matches!(
                 err,
-                GatewayError::RunTimeout {
+                Error::RunTimeout {
                     stalled_mid_stream: true,
                     deltas: 2
                 }
@@ -293,7 +291,7 @@ async fn reply_cap_is_enforced() {
             .run(request("cap", "a long message", "cap-1"))
             .await
             .unwrap_err();
-        assert_eq!(err, GatewayError::AccumulationCap);
+        assert_eq!(err, Error::AccumulationCap);
         assert_eq!(err.kind().as_str(), "accumulation_cap");
         pool.close().await;
         gw.stop().await;
@@ -323,7 +321,7 @@ async fn breaker_opens_after_three_failures_fails_fast_then_a_probe_closes_it() 
         assert_eq!(handle.status().breaker, BreakerState::Open);
         let started = Instant::now();
         let err = handle.run(request("br", "x", "br-open")).await.unwrap_err();
-        assert!(matches!(err, GatewayError::CircuitOpen { .. }), "{err:?}");
+        assert!(matches!(err, Error::CircuitOpen { .. }), "{err:?}");
         // Failed fast: nothing was sent for it.
         let sends = || {
             gw.requests()
@@ -371,7 +369,7 @@ async fn wrong_token_fails_fast_with_the_auth_detail_code() {
         let started = Instant::now();
         let err = pool.get("main").unwrap().run(request("x", "y", "auth-1")).await.unwrap_err();
         assert!(
-            matches!(&err, GatewayError::Connect(ConnectError::AuthRejected { code, .. }) if code == "AUTH_TOKEN_MISMATCH"),
+            matches!(&err, Error::Connect(ConnectError::AuthRejected { code, .. }) if code == "AUTH_TOKEN_MISMATCH"),
             "{err:?}"
         );
         assert_eq!(err.kind(), ErrorKind::Auth);

@@ -8,7 +8,8 @@ mod gateway_support;
 use std::sync::Arc;
 
 use gateway_support::{MiniGateway, TEST_TIMEOUT, config, pool, request};
-use omni_bridge::gateway::{CertPin, ConnectError, ErrorKind, GatewayError};
+use omni_bridge::error::{ConnectError, Error, ErrorKind};
+use omni_bridge::gateway::CertPin;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 struct Tls {
@@ -68,20 +69,20 @@ async fn both_pin_kinds_connect_and_a_wrong_pin_is_refused() {
         pool.upsert("wrong", wrong);
         let handle = pool.get("wrong").unwrap();
         let err = handle.check().await.unwrap_err();
-        assert_eq!(err, GatewayError::Connect(ConnectError::PinMismatch));
+        assert_eq!(err, Error::Connect(ConnectError::PinMismatch));
         assert_eq!(err.kind(), ErrorKind::Tls);
         assert!(!err.is_retryable());
         // A run fails at once with the same precise error instead of waiting out its budget.
         let started = tokio::time::Instant::now();
         let err = handle.run(request("pin", "hi", "pin-1")).await.unwrap_err();
-        assert_eq!(err, GatewayError::Connect(ConnectError::PinMismatch));
+        assert_eq!(err, Error::Connect(ConnectError::PinMismatch));
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
 
         // No pins: normal WebPKI verification rejects the self-signed certificate.
         pool.upsert("webpki", config(&url));
         let err = pool.get("webpki").unwrap().check().await.unwrap_err();
         assert!(
-            matches!(err, GatewayError::Connect(ConnectError::Tls(_))),
+            matches!(err, Error::Connect(ConnectError::Tls(_))),
             "{err:?}"
         );
         pool.close().await;

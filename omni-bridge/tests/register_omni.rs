@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use omni_bridge::register::http::HttpClient;
+use omni_bridge::http_client::HttpClient;
 use omni_bridge::register::{Binding, RegisterError, RegisterOptions, register};
 use parking_lot::Mutex;
 use serde_json::{Value, json};

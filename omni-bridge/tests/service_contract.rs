@@ -7,12 +7,26 @@ mod service_support;
 
 use std::time::Duration;
 
+use omni_bridge::config::texts::TextOverrides;
 use omni_bridge::config::{AgentConfig, BridgeConfig, InstanceConfig};
-use omni_bridge::service::agent_backend::{BackendError, BackendErrorKind};
-use omni_bridge::service::texts::{TextOverrides, Texts};
+use omni_bridge::error::Error;
+use omni_bridge::service::texts::Texts;
 use serde_json::json;
 use service_support::*;
 use shared_protocol::Secret;
+
+fn unavailable() -> Error {
+    Error::Unavailable {
+        message: "down".into(),
+        retry_after: None,
+    }
+}
+
+fn circuit_open() -> Error {
+    Error::CircuitOpen {
+        retry_after: Duration::from_secs(1),
+    }
+}
 
 async fn within<F: std::future::Future>(f: F) -> F::Output {
     tokio::time::timeout(TEST_TIMEOUT, f)
@@ -195,17 +209,25 @@ async fn every_failure_is_a_200_with_its_text_and_nothing_started_is_not_cached(
         let svc = start(base_config(), fake.clone()).await;
         let en = Texts::english();
         let cases = [
-            (BackendErrorKind::CircuitOpen, en.unavailable.clone()),
-            (BackendErrorKind::Unavailable, en.unavailable.clone()),
-            (BackendErrorKind::Timeout, en.taking_too_long.clone()),
-            (BackendErrorKind::AgentFailed, en.agent_error.clone()),
-            (BackendErrorKind::Backpressure, en.busy.clone()),
-            (BackendErrorKind::Closed, en.restarting.clone()),
+            (circuit_open(), en.unavailable.clone()),
+            (unavailable(), en.unavailable.clone()),
+            (
+                Error::SendAckTimeout(Duration::from_secs(1)),
+                en.taking_too_long.clone(),
+            ),
+            (
+                Error::AgentFailed {
+                    message: None,
+                    kind: None,
+                },
+                en.agent_error.clone(),
+            ),
+            (Error::Backpressure, en.busy.clone()),
+            (Error::Closed, en.restarting.clone()),
         ];
-        for (i, (kind, text)) in cases.into_iter().enumerate() {
-            fake.script
-                .lock()
-                .push_back(Step::Fail(BackendError::new(kind, "x")));
+        for (i, (error, text)) in cases.into_iter().enumerate() {
+            let kind = error.kind();
+            fake.script.lock().push_back(Step::Fail(error));
             let r = svc
                 .trigger(&message("i", "c", "A", "hi", &format!("t-fail-{i}")))
                 .await;
@@ -215,10 +237,9 @@ async fn every_failure_is_a_200_with_its_text_and_nothing_started_is_not_cached(
                 "{kind:?}"
             );
         }
-        fake.script.lock().push_back(Step::Fail(BackendError::new(
-            BackendErrorKind::Backpressure,
-            "full",
-        )));
+        fake.script
+            .lock()
+            .push_back(Step::Fail(Error::Backpressure));
         let body = message("i", "c", "A", "hi", "t-bp");
         let r = svc.trigger(&body).await;
         assert_eq!(
@@ -258,7 +279,10 @@ async fn reset_by_command_and_by_endpoint() {
 
         fake.reset_results
             .lock()
-            .push_back(BackendError::new(BackendErrorKind::Rejected, "no"));
+            .push_back(Error::Rejected(shared_protocol::ErrorShape::new(
+                shared_protocol::ErrorCode::InvalidRequest,
+                "no",
+            )));
         let r = svc
             .trigger(&message("i1", "chat-9", "Ana", "/reset", "t-reset-2"))
             .await;
@@ -302,9 +326,7 @@ async fn reset_by_command_and_by_endpoint() {
         )
         .await;
         assert_eq!(r.status, 401);
-        fake.reset_results
-            .lock()
-            .push_back(BackendError::new(BackendErrorKind::Unavailable, "down"));
+        fake.reset_results.lock().push_back(unavailable());
         let r = reset(
             json!({"agentId": "main", "instanceId": "i1", "sessionId": "s"}),
             auth,
@@ -348,18 +370,14 @@ async fn instance_override_hashed_keys_locale_and_agent_texts() {
             "hashed key leaks the chat id"
         );
         assert_eq!(run.message, "oi", "sender prefix is off for sales");
-        fake.script.lock().push_back(Step::Fail(BackendError::new(
-            BackendErrorKind::Timeout,
-            "slow",
-        )));
+        fake.script
+            .lock()
+            .push_back(Step::Fail(Error::SendAckTimeout(Duration::from_secs(1))));
         let r = svc
             .trigger(&message("inst-sales", "5511", "Ana", "oi", "t-o2"))
             .await;
         assert_eq!(r.json()["reply"], Texts::portuguese().taking_too_long);
-        fake.script.lock().push_back(Step::Fail(BackendError::new(
-            BackendErrorKind::CircuitOpen,
-            "open",
-        )));
+        fake.script.lock().push_back(Step::Fail(circuit_open()));
         let r = svc
             .trigger(&message("inst-sales", "5511", "Ana", "oi", "t-o3"))
             .await;
@@ -471,7 +489,7 @@ async fn shutdown_finishes_runs_in_flight_and_answers_new_messages_with_the_rest
         let fake = FakeBackend::new();
         let gate = fake.hold();
         let mut config = base_config();
-        config.shutdown_grace_secs = 10;
+        config.shutdown_grace = Duration::from_secs(10);
         let svc = start(config, fake.clone()).await;
         let client = svc.client.clone();
         let url = svc.url("/omni/agents/main/trigger");
@@ -491,7 +509,7 @@ async fn shutdown_finishes_runs_in_flight_and_answers_new_messages_with_the_rest
         svc.shutdown.cancel();
         // The listener stays open while the run drains; readiness says "shutting down" at once
         // (the service flips its flag before it answers anything else).
-        let fresh = omni_bridge::register::http::HttpClient::new(Duration::from_secs(5));
+        let fresh = omni_bridge::http_client::HttpClient::new(Duration::from_secs(5));
         loop {
             let r = fresh
                 .send(http::Method::GET, &svc.url("/ready"), &[], None)

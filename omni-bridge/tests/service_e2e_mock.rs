@@ -7,9 +7,9 @@ mod service_support;
 use std::time::Duration;
 
 use mock_gateway::{MockGateway, MockGatewayHandle, RunFault, fake_reply};
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::register::http::{HttpClient, HttpReply, Method};
-use omni_bridge::service::bridge::RunningBridge;
+use omni_bridge::bridge::RunningBridge;
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::http_client::{HttpClient, HttpReply, Method};
 use omni_bridge::service::texts::Texts;
 use service_support::{INBOUND, message};
 use shared_protocol::Secret;
@@ -31,7 +31,7 @@ async fn setup(delta: Duration) -> Setup {
         .await
         .unwrap();
     let mut config = BridgeConfig::single(
-        GatewayEntry::new(mock.url(), Secret::new(TOKEN.to_string())),
+        GatewayConfig::new(mock.url(), Secret::new(TOKEN.to_string())),
         "main",
         Secret::new(INBOUND.to_string()),
     );

@@ -8,16 +8,16 @@
 use std::time::Duration;
 
 use integration_tests::Target;
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::register::http::HttpClient;
-use omni_bridge::service::bridge::RunningBridge;
+use omni_bridge::bridge::RunningBridge;
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::http_client::HttpClient;
 use shared_protocol::Secret;
 
 const INBOUND: &str = "e2e-inbound-secret";
 
 async fn start(url: &str, token: &str) -> RunningBridge {
     let mut config = BridgeConfig::single(
-        GatewayEntry::new(url, Secret::new(token.to_string())),
+        GatewayConfig::new(url, Secret::new(token.to_string())),
         "main",
         Secret::new(INBOUND.to_string()),
     );

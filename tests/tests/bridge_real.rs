@@ -11,9 +11,8 @@
 use std::time::Duration;
 
 use integration_tests::Target;
-use omni_bridge::gateway::{
-    CancellationToken, GatewayConfig, GatewayPool, Registry, ReplyOutcome, RunRequest,
-};
+use omni_bridge::config::GatewayConfig;
+use omni_bridge::gateway::{CancellationToken, GatewayPool, Registry, ReplyOutcome, RunRequest};
 use shared_protocol::{AgentId, Secret, SessionKey};
 use tokio::time::Instant;
 

@@ -8,13 +8,14 @@
 
 use std::time::Duration;
 
+use bridge_tools::loopback::LoopbackProxy;
 use gateway_proxy::config::LimitsConfig;
-use gateway_proxy::loopback::LoopbackProxy;
 use integration_tests::{Target, unique};
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::gateway::{BreakerState, ConnectError, GatewayError};
-use omni_bridge::register::http::{HttpClient, Method};
-use omni_bridge::service::bridge::RunningBridge;
+use omni_bridge::bridge::RunningBridge;
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::error::{ConnectError, Error};
+use omni_bridge::gateway::BreakerState;
+use omni_bridge::http_client::{HttpClient, Method};
 use shared_protocol::Secret;
 
 const INBOUND: &str = "via-proxy-inbound-secret";
@@ -36,8 +37,9 @@ async fn proxy_for(target: &Target, limits: LimitsConfig) -> LoopbackProxy {
 }
 
 async fn bridge_for(proxy: &LoopbackProxy, pin: String) -> RunningBridge {
-    let mut gateway = GatewayEntry::new(proxy.wss_url.clone(), Secret::new(CREDENTIAL.to_string()));
-    gateway.pins = vec![pin];
+    let mut gateway =
+        GatewayConfig::new(proxy.wss_url.clone(), Secret::new(CREDENTIAL.to_string()));
+    gateway.pins = vec![pin.parse().expect("a valid pin")];
     let mut config = BridgeConfig::single(gateway, "main", Secret::new(INBOUND.to_string()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     config.listen = listener.local_addr().unwrap();
@@ -147,7 +149,7 @@ async fn a_wrong_pin_is_refused_before_any_credential_is_sent() {
         .unwrap()
         .unwrap_err();
     assert!(
-        matches!(err, GatewayError::Connect(ConnectError::PinMismatch)),
+        matches!(err, Error::Connect(ConnectError::PinMismatch)),
         "{err:?}"
     );
     let _ = bridge.stop().await;

@@ -26,9 +26,9 @@ use futures_util::{SinkExt, StreamExt};
 use gateway_proxy::credential::TokenHash;
 use gateway_proxy::{Config as ProxyConfig, Listeners, Proxy, Shutdown};
 use mock_gateway::{MockGateway, RunFault};
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::register::http::{HttpClient, Method};
-use omni_bridge::service::bridge::RunningBridge;
+use omni_bridge::bridge::RunningBridge;
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::http_client::{HttpClient, Method};
 use serde_json::{Value, json};
 use shared_protocol::Secret;
 use tokio::net::TcpListener;
@@ -650,7 +650,7 @@ async fn scrape_live_services() -> (Scrape, Scrape) {
 
     let bridge_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = BridgeConfig::single(
-        GatewayEntry::new(
+        GatewayConfig::new(
             format!("ws://{plain_addr}"),
             Secret::new(CLIENT_TOKEN.to_string()),
         ),

@@ -12,12 +12,12 @@ mod real_omni_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use omni_bridge::bridge::StartOptions;
 use omni_bridge::cli::Cli;
+use omni_bridge::http_client::Method;
 use omni_bridge::omni::api::{items, str_field};
 use omni_bridge::omni::reset_consumer::{CrashPoint, Pause};
-use omni_bridge::register::http::Method;
 use omni_bridge::register::register;
-use omni_bridge::service::bridge::StartOptions;
 use omni_bridge::service::texts::Texts;
 use real_omni_support::*;
 use tokio::sync::Notify;
@@ -124,8 +124,7 @@ async fn registration_with_omnis_own_cli_works_too() {
     bounded(async {
         let (config, listener) = s.config("cli").await;
         let running =
-            omni_bridge::service::bridge::RunningBridge::start_standalone(&config, listener)
-                .unwrap();
+            omni_bridge::bridge::RunningBridge::start_standalone(&config, listener).unwrap();
         let agent = config.agents.keys().next().unwrap();
         let omni = std::path::Path::new(&std::env::var("REAL_OMNI_STATE").unwrap_or_else(|_| {
             format!(
@@ -203,8 +202,7 @@ async fn omnis_retry_joins_the_run_and_the_person_reads_one_reply() {
     bounded(async {
         let (config, listener) = s.config("retry").await;
         let running =
-            omni_bridge::service::bridge::RunningBridge::start_standalone(&config, listener)
-                .unwrap();
+            omni_bridge::bridge::RunningBridge::start_standalone(&config, listener).unwrap();
         let bridge = Bridge {
             addr: running.addr(),
             running: Some(running),
@@ -264,7 +262,7 @@ async fn an_unreachable_gateway_gets_the_unavailable_text_never_taking_longer() 
         drop(closed);
         for g in config.gateways.values_mut() {
             g.url.clone_from(&url);
-            g.send_ack_timeout_secs = 1;
+            g.send_ack_timeout = Duration::from_secs(1);
         }
         let mut bridge = s.bridge(&config, listener).await;
         let unavailable = Texts::english().unavailable;
@@ -300,7 +298,7 @@ async fn a_failing_agent_gets_the_agent_error_text() {
         for g in config.gateways.values_mut() {
             // FAIL500 ends in an error: the mock at once, the real gateway after its own
             // retries (~70 s).
-            g.run_timeout_secs = 100;
+            g.run_timeout = Duration::from_secs(100);
         }
         let mut bridge = s.bridge(&config, listener).await;
         let texts = Texts::english();
@@ -324,7 +322,7 @@ async fn a_run_timeout_gets_the_taking_longer_text() {
     bounded(async {
         let (mut config, listener) = s.config("slow").await;
         for g in config.gateways.values_mut() {
-            g.run_timeout_secs = 2;
+            g.run_timeout = Duration::from_secs(2);
         }
         let mut bridge = s.bridge(&config, listener).await;
         let chat = chat_id();
@@ -347,7 +345,7 @@ async fn more_runs_than_the_in_flight_limit_each_get_an_answer() {
     bounded(async {
         let (mut config, listener) = s.config("busy").await;
         for g in config.gateways.values_mut() {
-            g.max_in_flight = Some(1);
+            g.max_in_flight = 1;
         }
         let mut bridge = s.bridge(&config, listener).await;
         let first = chat_id();
@@ -470,7 +468,7 @@ async fn trash_is_handled_exactly_once_across_bridge_restarts() {
             config.omni.api_key = shared_protocol::Secret::new(s.api_key.clone());
             config.omni.nats_url = Some(s.nats_url.clone());
             config.omni.nats_consumer = format!("omni-bridge-t{}-c{i}", s.run_id);
-            config.omni.nats_ack_wait_secs = 1;
+            config.omni.nats_ack_wait = Duration::from_secs(1);
             let reached = Arc::new(Notify::new());
             let mut first = s.bridge_with(
                 &config,
@@ -576,8 +574,7 @@ async fn register_needs_no_gateway_token_and_a_failed_one_changes_nothing() {
         );
         // The same command with the right instance works, and the bridge answers.
         let running =
-            omni_bridge::service::bridge::RunningBridge::start_standalone(&config, listener)
-                .unwrap();
+            omni_bridge::bridge::RunningBridge::start_standalone(&config, listener).unwrap();
         parse(&s.instance).command.run().await.unwrap();
         let chat = chat_id();
         s.say(chat, chat, "Max", "registered").await;

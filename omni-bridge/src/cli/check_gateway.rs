@@ -6,15 +6,18 @@ use clap::Args;
 use shared_protocol::Secret;
 use tokio_util::sync::CancellationToken;
 
-use super::{CliError, ConfigArgs};
-use crate::gateway::{ConnectError, GatewayCheck, GatewayError, GatewayPool};
-use crate::service::pool_backend::PoolBackend;
+use super::config_args::ConfigArgs;
+use super::config_args::process_env;
+use super::error::CliError;
+use crate::error::{ConnectError, Error};
+use crate::gateway::{GatewayCheck, GatewayPool};
 
 /// Long help for `check-gateway`.
 pub const LONG_ABOUT: &str = "Open one fresh connection to each configured gateway (or the one \
 given by --gateway-url), complete the handshake, list the agents, and report the latency, the \
-scopes granted, the server version and whether the configured agents exist. Each failure gets a \
-specific message: wrong URL scheme, connection refused, bad token, certificate pin mismatch, \
+scopes granted, the server version and whether the configured agents exist. It first says where \
+each secret came from (flag, environment variable or config file; never the value). Each failure \
+gets a specific message: wrong URL scheme, connection refused, bad token, certificate pin mismatch, \
 unknown agent, timeout.\n\n\
 Examples:\n  \
 OMNI_BRIDGE_GATEWAY_TOKEN=test-token-123 omni-bridge check-gateway --gateway-url ws://127.0.0.1:18789\n  \
@@ -36,7 +39,8 @@ pub struct CheckGatewayArgs {
 /// # Errors
 /// [`CliError`] naming the first failure, after printing what succeeded.
 pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
-    let mut config = args.config.merged()?;
+    let mut config = args.config.merged(&process_env())?;
+    print!("{}", secret_report(&config));
     if config.inbound_token.is_empty() {
         // Not needed to talk to a gateway.
         config.inbound_token = Secret::new("unused-by-check-gateway".to_string());
@@ -47,16 +51,14 @@ pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
     let pool = GatewayPool::new(&registry, shutdown.clone())
         .map_err(|e| CliError::Message(e.to_string()))?;
     let mut failures = Vec::new();
-    for (name, entry) in &config.gateways {
+    for (name, gateway) in &config.gateways {
         let wanted: Vec<String> = config
             .agents
             .iter()
             .filter(|(_, a)| &a.gateway == name)
             .map(|(n, a)| a.openclaw_agent.clone().unwrap_or_else(|| n.clone()))
             .collect();
-        let gw_config =
-            PoolBackend::gateway_config(entry).map_err(|e| CliError::Message(e.to_string()))?;
-        pool.upsert(name, gw_config);
+        pool.upsert(name, gateway.clone());
         let Some(handle) = pool.get(name) else {
             failures.push(format!("{name}: could not start a connection"));
             continue;
@@ -64,7 +66,7 @@ pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
         let result = tokio::time::timeout(CHECK_TIMEOUT, handle.check()).await;
         match result {
             Ok(Ok(check)) => {
-                println!("{}", describe_ok(name, &entry.url, &check));
+                println!("{}", describe_ok(name, &gateway.url, &check));
                 for agent in &wanted {
                     if !check.agents.iter().any(|a| a.eq_ignore_ascii_case(agent)) {
                         failures.push(format!(
@@ -74,10 +76,10 @@ pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
                     }
                 }
             }
-            Ok(Err(e)) => failures.push(format!("{name} ({}): {}", entry.url, explain(&e, &entry.url))),
+            Ok(Err(e)) => failures.push(format!("{name} ({}): {}", gateway.url, explain(&e, &gateway.url))),
             Err(_) => failures.push(format!(
                 "{name} ({}): no answer within {CHECK_TIMEOUT:?}; is the URL right and the gateway reachable?",
-                entry.url
+                gateway.url
             )),
         }
     }
@@ -88,6 +90,15 @@ pub async fn run(args: CheckGatewayArgs) -> Result<(), CliError> {
     } else {
         Err(CliError::Message(failures.join("\n")))
     }
+}
+
+/// Where each secret came from, as `check-gateway` prints it first (never the values).
+pub fn secret_report(config: &crate::config::BridgeConfig) -> String {
+    let mut out = String::from("Secrets (where each came from; values are never shown):\n");
+    for source in config.secret_sources() {
+        out.push_str(&format!("  {source}\n"));
+    }
+    out
 }
 
 fn describe_ok(name: &str, url: &str, check: &GatewayCheck) -> String {
@@ -105,9 +116,9 @@ fn describe_ok(name: &str, url: &str, check: &GatewayCheck) -> String {
 }
 
 /// A sentence for each way a check can fail.
-pub fn explain(e: &GatewayError, url: &str) -> String {
+pub fn explain(e: &Error, url: &str) -> String {
     match e {
-        GatewayError::Connect(c) => match c {
+        Error::Connect(c) => match c {
             ConnectError::BadScheme(_) => format!(
                 "{url:?} is not a WebSocket URL: it must start with ws:// or wss:// (e.g. ws://127.0.0.1:18789)"
             ),
@@ -132,7 +143,7 @@ pub fn explain(e: &GatewayError, url: &str) -> String {
             ),
             ConnectError::Device(why) => format!("device identity problem: {why}"),
         },
-        GatewayError::Rejected(shape) => {
+        Error::Rejected(shape) => {
             format!("the gateway refused agents.list: {}", shape.message)
         }
         other => other.to_string(),
@@ -166,7 +177,7 @@ mod tests {
             (ConnectError::PinMismatch, "pins"),
         ];
         for (e, want) in cases {
-            let text = explain(&GatewayError::Connect(e), url);
+            let text = explain(&Error::Connect(e), url);
             assert!(text.contains(want), "{text}");
         }
     }

@@ -1,10 +1,11 @@
-//! The command line: `serve`, `register`, `check-gateway`, `reset` and `demo`.
+//! The command line: `serve`, `register`, `check-gateway` and `reset`.
 //!
 //! Each subcommand lives in its own file; `main.rs` only parses, sets up logging and calls
 //! [`Command::run`].
 
 pub mod check_gateway;
 pub mod config_args;
+pub mod error;
 pub mod register;
 pub mod reset;
 pub mod serve;
@@ -12,26 +13,7 @@ pub mod serve;
 use clap::{Parser, Subcommand};
 
 pub use config_args::ConfigArgs;
-
-/// Why a command failed, as a sentence for the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Configuration problem.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The bridge could not start.
-    #[error(transparent)]
-    Start(#[from] crate::service::bridge::StartError),
-    /// Registration failed.
-    #[error(transparent)]
-    Register(#[from] crate::register::RegisterError),
-    /// The demo failed.
-    #[error(transparent)]
-    Demo(#[from] crate::demo::DemoError),
-    /// Anything else, already phrased for the operator.
-    #[error("{0}")]
-    Message(String),
-}
+pub use error::CliError;
 
 /// Omni provider bridge for OpenClaw agents.
 #[derive(Debug, Parser)]
@@ -42,8 +24,8 @@ pub enum CliError {
     long_about = "Connects Omni (the messaging hub) to OpenClaw agents.\n\n\
 Omni's `webhook` provider POSTs every message for an agent to the bridge; the bridge runs it on the \
 agent over one pooled WebSocket per OpenClaw gateway and answers with the reply.\n\n\
-Quick start (no config needed):\n  \
-omni-bridge demo                                   # mock gateway + proxy + bridge on loopback, prints a table\n\n\
+Quick start from a clone of the repository (no config needed):\n  \
+cargo run --release -p bridge-tools --bin demo     # mock gateway + proxy + bridge on loopback, prints a table\n\n\
 Real setup:\n  \
 export OMNI_BRIDGE_GATEWAY_TOKEN=test-token-123 OMNI_BRIDGE_INBOUND_TOKEN=$(openssl rand -hex 24)\n  \
 omni-bridge check-gateway --gateway-url ws://127.0.0.1:18789\n  \
@@ -89,9 +71,6 @@ pub enum Command {
     /// Clear one conversation's agent session through a running bridge.
     #[command(long_about = reset::LONG_ABOUT)]
     Reset(reset::ResetArgs),
-    /// Start a mock gateway, gateway-proxy and the bridge on loopback, send sample messages, print a table.
-    #[command(long_about = crate::demo::LONG_ABOUT)]
-    Demo(crate::demo::DemoArgs),
 }
 
 impl Command {
@@ -113,11 +92,6 @@ impl Command {
             Self::Register(a) => register::run(a).await,
             Self::CheckGateway(a) => check_gateway::run(a).await,
             Self::Reset(a) => reset::run(a).await,
-            Self::Demo(a) => {
-                let report = crate::demo::run(&a).await?;
-                println!("{report}");
-                Ok(())
-            }
         }
     }
 }

@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use shared_protocol::Secret;
 
-use super::CliError;
-use super::config_args::InboundArgs;
-use crate::config::{BridgeConfig, ConfigError, DEFAULT_AGENT_NAME, OmniConfig};
-use crate::register::{RegisterOptions, http::HttpClient, register};
+use super::config_args::{InboundArgs, process_env};
+use super::error::CliError;
+use crate::config::{ConfigError, DEFAULT_AGENT_NAME};
+use crate::http_client::HttpClient;
+use crate::register::{RegisterOptions, register};
+
+/// Omni's API when neither `--omni-url`, `OMNI_URL` nor the file's `omni.url` names it.
+pub const DEFAULT_OMNI_URL: &str = "http://localhost:8882";
 
 /// Long help for `register`.
 pub const LONG_ABOUT: &str = "Create (or update in place) the webhook provider `omni-bridge-<agent>` in Omni, \
@@ -45,22 +48,20 @@ pub struct RegisterArgs {
     /// The bridge's public URL and inbound secret (over public_url / inbound_token of the file).
     #[command(flatten)]
     pub inbound: InboundArgs,
-    /// Omni API base URL.
-    #[arg(
-        long,
-        env = "OMNI_URL",
-        default_value = "http://localhost:8882",
-        value_name = "URL"
-    )]
-    pub omni_url: String,
-    /// Omni API key (sent as x-api-key).
-    #[arg(long, env = "OMNI_API_KEY", hide_env_values = true, value_name = "KEY")]
-    pub omni_api_key: String,
+    /// Omni API base URL (default http://localhost:8882); over the file's `omni.url`.
+    /// Env: OMNI_URL.
+    #[arg(long, value_name = "URL")]
+    pub omni_url: Option<String>,
+    /// Omni API key (sent as x-api-key; required); over the file's `omni.api_key`.
+    /// Env: OMNI_API_KEY.
+    #[arg(long, value_name = "KEY")]
+    pub omni_api_key: Option<String>,
     /// Omni instance id to bind to this agent.
     #[arg(long, value_name = "INSTANCE_ID")]
     pub instance: Option<String>,
-    /// Omni's NATS (its NATS_URL): also create the durable consumer for 🗑 resets.
-    #[arg(long, env = "OMNI_NATS_URL", value_name = "URL")]
+    /// Omni's NATS (its NATS_URL): also create the durable consumer for 🗑 resets; over the
+    /// file's `omni.nats_url`. Env: OMNI_NATS_URL.
+    #[arg(long, value_name = "URL")]
     pub omni_nats_url: Option<String>,
     /// Check and print the REST calls it would make; change nothing.
     #[arg(long)]
@@ -73,14 +74,16 @@ impl RegisterArgs {
     /// # Errors
     /// [`CliError`] naming what is missing.
     pub fn options(&self) -> Result<RegisterOptions, CliError> {
-        let config = match &self.config {
-            Some(path) => BridgeConfig::load(path)?,
-            None => BridgeConfig::single(
-                crate::config::GatewayEntry::new("ws://unused", Secret::default()),
-                self.agent.as_deref().unwrap_or(DEFAULT_AGENT_NAME),
-                Secret::default(),
-            ),
-        };
+        let config = self
+            .inbound
+            .loader(
+                self.config.as_deref(),
+                self.agent.as_deref(),
+                self.omni_url.as_deref(),
+                self.omni_api_key.as_deref(),
+                self.omni_nats_url.as_deref(),
+            )
+            .load(&process_env())?;
         let agent_name = match &self.agent {
             Some(a) if config.agents.contains_key(a) => a.clone(),
             None if config.agents.len() == 1 => {
@@ -100,11 +103,9 @@ impl RegisterArgs {
             message: e.to_string(),
         })?;
         let agent = &config.agents[&agent_name];
-        let public_url = self
-            .inbound
+        let public_url = config
             .public_url
             .clone()
-            .or_else(|| config.public_url.clone())
             .ok_or_else(|| ConfigError::Invalid {
                 key: "--public-url".into(),
                 message: "is required: the bridge's base URL as Omni reaches it, e.g. http://10.0.0.5:8090 (or public_url in the config)".into(),
@@ -116,12 +117,7 @@ impl RegisterArgs {
             }
             .into());
         }
-        let inbound = self
-            .inbound
-            .inbound_token
-            .clone()
-            .map(Secret::new)
-            .unwrap_or_else(|| config.inbound_token.clone());
+        let inbound = config.inbound_token.clone();
         if inbound.expose().trim().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "--inbound-token".into(),
@@ -135,19 +131,23 @@ impl RegisterArgs {
             .map_or_else(|| config.max_run_budget(), |g| g.run_budget());
         let mut trigger = config.clone();
         trigger.public_url = Some(public_url);
-        let nats = match &self.omni_nats_url {
-            Some(url) => {
-                let omni = OmniConfig {
-                    nats_url: Some(url.clone()),
-                    ..config.omni.clone()
-                };
-                omni.reset_stream()
+        if config.omni.api_key.expose().trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "--omni-api-key".into(),
+                message:
+                    "is required: an Omni API key (OMNI_API_KEY, or omni.api_key in the config)"
+                        .into(),
             }
-            None => None,
-        };
+            .into());
+        }
+        let nats = config.omni.reset_stream();
         Ok(RegisterOptions {
-            omni_url: self.omni_url.clone(),
-            api_key: Secret::new(self.omni_api_key.clone()),
+            omni_url: config
+                .omni
+                .url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_OMNI_URL.to_string()),
+            api_key: config.omni.api_key.clone(),
             agent: agent_name.clone(),
             openclaw_agent: agent
                 .openclaw_agent

@@ -3,8 +3,8 @@
 
 use clap::Args;
 
-use super::CliError;
-use crate::register::http::HttpClient;
+use super::error::CliError;
+use crate::http_client::HttpClient;
 
 /// Long help for `reset`.
 pub const LONG_ABOUT: &str = "Clear one conversation's agent session. Calls the running bridge's \

@@ -3,8 +3,10 @@
 use clap::Args;
 use tokio::net::TcpListener;
 
-use super::{CliError, ConfigArgs};
-use crate::service::bridge::RunningBridge;
+use super::config_args::ConfigArgs;
+use super::error::CliError;
+use crate::bridge::RunningBridge;
+use crate::config::BridgeConfig;
 
 /// Long help for `serve`.
 pub const LONG_ABOUT: &str = "Run the HTTP service Omni's webhook provider POSTs to.\n\n\
@@ -15,7 +17,9 @@ Examples:\n  \
 OMNI_BRIDGE_GATEWAY_TOKEN=test-token-123 OMNI_BRIDGE_INBOUND_TOKEN=s3cret omni-bridge serve --gateway-url ws://127.0.0.1:18789\n  \
 # everything from a file, the secrets from env\n  \
 omni-bridge serve --config bridge.toml\n\n\
-SIGTERM or Ctrl-C: stop accepting, let in-flight requests finish within shutdown_grace_secs (default 30), then exit.";
+At start-up it logs where each secret came from (flag, environment variable or config file; \
+never the value).\n\n\
+SIGTERM or Ctrl-C: stop accepting, let in-flight requests finish within shutdown_grace (default 30s), then exit.";
 
 /// Flags of `serve`.
 #[derive(Debug, Args)]
@@ -31,6 +35,7 @@ pub struct ServeArgs {
 /// [`CliError`] for a bad config, a port in use, or a failing listener.
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = args.config.load()?;
+    log_secret_sources(&config);
     let listener = TcpListener::bind(config.listen).await.map_err(|e| {
         CliError::Message(format!(
             "cannot listen on {}: {e} (is another process using the port? change --listen)",
@@ -53,6 +58,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .stop()
         .await
         .map_err(|e| CliError::Message(format!("the listener failed: {e}")))
+}
+
+/// Logs, at start-up, where each secret came from (flag, variable, file), never its value: one
+/// INFO line per secret.
+pub fn log_secret_sources(config: &BridgeConfig) {
+    for source in config.secret_sources() {
+        tracing::info!(secret = %source.key, "secret source: {source}");
+    }
 }
 
 async fn wait_for_signal() {

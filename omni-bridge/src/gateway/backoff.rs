@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-use super::config::BackoffConfig;
+use crate::config::BackoffConfig;
 
 /// Delays between reconnect attempts.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! Circuit breaker per gateway: closed -> open -> half-open -> closed.
 //!
 //! `failure_threshold` consecutive counted failures (see
-//! [`super::GatewayError::trips_breaker`]) within `window` open the breaker for `open_for`;
+//! [`super::Error::trips_breaker`]) within `window` open the breaker for `open_for`;
 //! meanwhile callers get `CircuitOpen` at once. Then exactly one run is let through as a probe:
 //! success closes the breaker, failure opens it again. A success while closed resets the count.
 //! Time is `tokio::time::Instant`, so tests drive it with a paused clock. The caller holds it
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::config::BreakerConfig;
+use crate::config::BreakerConfig;
 
 /// Breaker state as reported in status and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

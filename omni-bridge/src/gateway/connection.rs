@@ -26,14 +26,16 @@ use tokio_util::task::TaskTracker;
 
 use super::backoff::{LogLevel, ReconnectSchedule, log_level};
 use super::breaker::{BreakerState, CircuitBreaker, Permit, Verdict};
-use super::config::GatewayConfig;
-use super::error::{ConnectError, GatewayError};
 use super::link::{Link, OUTBOUND_QUEUE, Response};
 use super::metrics::GatewayMetrics;
+use super::reply::RunReply;
+use super::run::{Admitted, InFlight, RunHost, WaitError};
 use super::runs::RunTable;
-use super::session_gate::SessionGates;
+use super::session_gate::{Entry, SessionGates, SessionTurn};
 use super::status::{ConnectionState, GatewayStatus};
 use super::transport::{Dialer, Established};
+use crate::config::GatewayConfig;
+use crate::error::{ConnectError, Error};
 
 /// Bounds on the ping period (half the tick interval, within these).
 const MIN_PING_INTERVAL: Duration = Duration::from_secs(1);
@@ -42,12 +44,14 @@ const MAX_PING_INTERVAL: Duration = Duration::from_secs(15);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Budget for sending our close frame on shutdown.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Most queued frames the writer sends in one write.
+const WRITE_BATCH: usize = 64;
 
 /// What callers waiting for a connection can see.
 #[derive(Clone, Default)]
 struct Slot {
     link: Option<Arc<Link>>,
-    fatal: Option<GatewayError>,
+    fatal: Option<Error>,
     breaker_open: bool,
     closed: bool,
 }
@@ -60,40 +64,38 @@ struct Info {
     last_error: Option<String>,
 }
 
-/// Why waiting for a connection ended without one.
-pub enum WaitError {
-    /// The deadline passed.
-    Timeout,
-    /// A definite failure (closed, breaker open, fatal connect error).
-    Failed(GatewayError),
-}
-
-/// One configured gateway.
+/// One configured gateway: its connection, the runs on it and everything that decides whether
+/// a run may start. Runs see it only through [`RunHost`].
 pub struct Gateway {
     /// Configured name (metric label, logs).
-    pub name: String,
+    name: String,
     /// Its configuration.
-    pub config: GatewayConfig,
-    dialer: Result<Dialer, GatewayError>,
+    config: GatewayConfig,
+    /// Opens sockets; the configuration error when the config is unusable.
+    dialer: Result<Dialer, Error>,
     /// Its metric series.
-    pub metrics: GatewayMetrics,
+    metrics: GatewayMetrics,
     /// Cancelled when the gateway is removed, reconfigured or the pool closes.
-    pub cancel: CancellationToken,
+    cancel: CancellationToken,
     /// Owner of every task of this gateway (shared with the pool).
-    pub tracker: TaskTracker,
-    /// Runs by runId.
-    pub runs: RunTable,
+    tracker: TaskTracker,
+    /// The join: runs by runId.
+    runs: RunTable,
     /// Per-session serialisation.
-    pub sessions: Arc<SessionGates>,
+    sessions: Arc<SessionGates>,
+    /// Decides whether runs may start after repeated failures.
     breaker: Mutex<CircuitBreaker>,
+    /// Runs sent or being sent (bounded by `max_in_flight`).
     in_flight: AtomicUsize,
+    /// The live link (or why there is none), watched by waiting runs.
     slot: watch::Sender<Slot>,
+    /// What `status` reports.
     info: Mutex<Info>,
 }
 
 impl Gateway {
     /// Creates the gateway and starts its supervisor.
-    pub fn spawn(
+    pub fn start(
         name: &str,
         config: GatewayConfig,
         metrics: GatewayMetrics,
@@ -142,12 +144,12 @@ impl Gateway {
     ///
     /// # Errors
     /// The configuration error when the config is invalid.
-    pub fn dialer(&self) -> Result<&Dialer, GatewayError> {
+    pub fn dialer(&self) -> Result<&Dialer, Error> {
         self.dialer.as_ref().map_err(Clone::clone)
     }
 
     /// Remembers an error for status.
-    pub fn set_error(&self, message: String) {
+    fn set_error(&self, message: String) {
         self.info.lock().last_error = Some(message);
     }
 
@@ -157,16 +159,13 @@ impl Gateway {
     }
 
     /// Waits until a link is ready, the deadline passes, or waiting cannot help any more.
-    ///
-    /// # Errors
-    /// [`WaitError`].
-    pub async fn wait_link(&self, deadline: Instant) -> Result<Arc<Link>, WaitError> {
+    async fn wait_link_until(&self, deadline: Instant) -> Result<Arc<Link>, WaitError> {
         let mut rx = self.slot.subscribe();
         loop {
             {
                 let slot = rx.borrow_and_update();
                 if slot.closed || self.cancel.is_cancelled() {
-                    return Err(WaitError::Failed(GatewayError::Closed));
+                    return Err(WaitError::Failed(Error::Closed));
                 }
                 if let Some(link) = slot.link.as_ref().filter(|l| !l.is_closed()) {
                     return Ok(link.clone());
@@ -180,10 +179,10 @@ impl Gateway {
             }
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() {
-                    return Err(WaitError::Failed(GatewayError::Closed));
+                    return Err(WaitError::Failed(Error::Closed));
                 },
                 () = tokio::time::sleep_until(deadline) => return Err(WaitError::Timeout),
-                () = self.cancel.cancelled() => return Err(WaitError::Failed(GatewayError::Closed)),
+                () = self.cancel.cancelled() => return Err(WaitError::Failed(Error::Closed)),
             }
         }
     }
@@ -192,19 +191,19 @@ impl Gateway {
     /// within `budget`.
     ///
     /// # Errors
-    /// [`GatewayError`]: closed, unavailable, timeout or the gateway's refusal.
+    /// [`Error`]: closed, unavailable, timeout or the gateway's refusal.
     pub async fn request<P: Serialize>(
         &self,
         method: &str,
         params: &P,
         budget: Duration,
-    ) -> Result<Response, GatewayError> {
+    ) -> Result<Response, Error> {
         let deadline = Instant::now() + budget;
-        let link = match self.wait_link(deadline).await {
+        let link = match self.wait_link_until(deadline).await {
             Ok(link) => link,
             Err(WaitError::Failed(e)) => return Err(e),
             Err(WaitError::Timeout) => {
-                return Err(GatewayError::Unavailable {
+                return Err(Error::Unavailable {
                     message: format!("{method}: no connection to the gateway"),
                     retry_after: None,
                 });
@@ -215,17 +214,13 @@ impl Gateway {
             .map_err(|e| e.into_error(method))
     }
 
-    fn circuit_open_error(&self) -> GatewayError {
-        GatewayError::CircuitOpen {
+    fn circuit_open_error(&self) -> Error {
+        Error::CircuitOpen {
             retry_after: self.breaker.lock().open_remaining(Instant::now()),
         }
     }
 
-    /// Asks the breaker for a run.
-    ///
-    /// # Errors
-    /// [`GatewayError::CircuitOpen`].
-    pub fn admit(&self) -> Result<Permit, GatewayError> {
+    fn breaker_admit(&self) -> Result<Permit, Error> {
         let now = Instant::now();
         let result = self.breaker.lock().admit(now);
         match result {
@@ -235,20 +230,7 @@ impl Gateway {
                 }
                 Ok(permit)
             }
-            Err(retry_after) => Err(GatewayError::CircuitOpen { retry_after }),
-        }
-    }
-
-    /// Tells the breaker how a run ended.
-    pub fn record(&self, permit: Permit, error: Option<&GatewayError>) {
-        let verdict = match error {
-            None => Verdict::Success,
-            Some(e) if e.trips_breaker() => Verdict::Failure,
-            Some(_) => Verdict::Neutral,
-        };
-        let change = self.breaker.lock().record(Instant::now(), permit, verdict);
-        if let Some(to) = change {
-            self.breaker_changed(to);
+            Err(retry_after) => Err(Error::CircuitOpen { retry_after }),
         }
     }
 
@@ -271,32 +253,42 @@ impl Gateway {
             .send_modify(|s| s.breaker_open = to == BreakerState::Open);
     }
 
-    /// Reserves an in-flight slot.
+    /// Takes the session's turn: at once, or after the runs before it, at most
+    /// `send_ack_timeout + run_timeout` (resets wait their turn like runs).
     ///
     /// # Errors
-    /// [`GatewayError::Backpressure`] at `max_in_flight`.
-    pub fn reserve(self: &Arc<Self>) -> Result<InFlight, GatewayError> {
-        let max = self.config.max_in_flight;
-        self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| GatewayError::Backpressure)?;
-        self.metrics
-            .set_in_flight(self.in_flight.load(Ordering::Relaxed));
-        Ok(InFlight {
-            gateway: self.clone(),
-        })
+    /// `SessionQueueFull`, `QueueTimeout` or `Closed`.
+    pub async fn session_turn(&self, session_key: &str) -> Result<SessionTurn, Error> {
+        let entry = self
+            .sessions
+            .enter(session_key, self.config.max_queued_per_session)?;
+        self.wait_turn(entry).await
     }
 
-    /// True when `max_in_flight` runs are in flight.
-    pub fn is_saturated(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) >= self.config.max_in_flight
+    async fn wait_turn(&self, entry: Entry) -> Result<SessionTurn, Error> {
+        match entry {
+            Entry::Now(turn) => Ok(turn),
+            Entry::Queued(rx) => {
+                self.refresh_queued();
+                let budget = self.config.run_budget();
+                let turn = tokio::select! {
+                    turn = rx => turn.map_err(|_| Error::Closed),
+                    () = tokio::time::sleep(budget) => Err(Error::QueueTimeout),
+                    () = self.cancel.cancelled() => Err(Error::Closed),
+                };
+                self.refresh_queued();
+                turn
+            }
+        }
     }
 
-    /// Updates the queued gauge.
-    pub fn refresh_queued(&self) {
+    fn refresh_queued(&self) {
         self.metrics.set_queued(self.sessions.queued());
+    }
+
+    /// Deletes this gateway's metric series (it was removed from the pool).
+    pub fn forget_metrics(&self) {
+        self.metrics.remove();
     }
 
     /// Stops everything of this gateway.
@@ -363,7 +355,7 @@ impl Gateway {
             }
         }
         self.set_error(e.to_string());
-        let fatal = e.is_fatal().then(|| GatewayError::Connect(e.clone()));
+        let fatal = e.is_fatal().then(|| Error::Connect(e.clone()));
         self.slot.send_modify(|s| s.fatal = fatal);
         match e {
             ConnectError::Unavailable { retry_after, .. } => *retry_after,
@@ -392,7 +384,7 @@ impl Gateway {
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
         let link_closed = self.cancel.child_token();
-        let link = Arc::new(Link::new(out_tx, hello, link_closed.clone()));
+        let link = Arc::new(Link::new(out_tx, link_closed.clone()));
         self.set_state(ConnectionState::Connected);
         self.slot.send_modify(|s| {
             s.link = Some(link.clone());
@@ -413,7 +405,29 @@ impl Gateway {
                         break;
                     }
                 };
-                if sink.send(message).await.is_err() {
+                // Whatever else is queued goes out with it, in one write: after draining the
+                // queue, let the runs that are ready add theirs (one yield), then drain again.
+                let mut batch = Ok(());
+                let mut next = Some(message);
+                let mut fed = 0;
+                let mut yielded = false;
+                loop {
+                    while let Some(m) = next.take() {
+                        batch = sink.feed(m).await;
+                        fed += 1;
+                        if batch.is_err() || fed >= WRITE_BATCH {
+                            break;
+                        }
+                        next = out_rx.try_recv().ok();
+                    }
+                    if yielded || batch.is_err() || fed >= WRITE_BATCH {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    yielded = true;
+                    next = out_rx.try_recv().ok();
+                }
+                if batch.is_err() || sink.flush().await.is_err() {
                     break;
                 }
             }
@@ -507,14 +521,117 @@ impl Gateway {
     }
 }
 
-/// An in-flight slot; released on drop.
-pub struct InFlight {
-    gateway: Arc<Gateway>,
-}
+impl RunHost for Gateway {
+    fn name(&self) -> &str {
+        &self.name
+    }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let n = self.gateway.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
-        self.gateway.metrics.set_in_flight(n);
+    fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    fn runs(&self) -> &RunTable {
+        &self.runs
+    }
+
+    fn cancelled(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    fn admit(&self, session_key: &str) -> Result<Admitted, Error> {
+        if self.in_flight.load(Ordering::Relaxed) >= self.config.max_in_flight {
+            return Err(Error::Backpressure);
+        }
+        let turn = self
+            .sessions
+            .enter(session_key, self.config.max_queued_per_session)?;
+        let permit = self.breaker_admit()?;
+        Ok(Admitted { permit, turn })
+    }
+
+    fn take_turn(
+        &self,
+        turn: Entry,
+    ) -> impl std::future::Future<Output = Result<SessionTurn, Error>> + Send {
+        self.wait_turn(turn)
+    }
+
+    fn reserve(self: &Arc<Self>) -> Result<InFlight<Self>, Error> {
+        let max = self.config.max_in_flight;
+        let n = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| Error::Backpressure)?;
+        self.metrics.set_in_flight(n + 1);
+        Ok(InFlight::new(self.clone()))
+    }
+
+    fn release(&self) {
+        let n = self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        self.metrics.set_in_flight(n);
+    }
+
+    fn wait_link(
+        &self,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = Result<Arc<Link>, WaitError>> + Send {
+        self.wait_link_until(deadline)
+    }
+
+    fn request<P: Serialize + Sync>(
+        &self,
+        method: &str,
+        params: &P,
+        budget: Duration,
+    ) -> impl std::future::Future<Output = Result<Response, Error>> + Send {
+        Gateway::request(self, method, params, budget)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.info.lock().last_error.clone()
+    }
+
+    fn finished(&self, permit: Permit, result: &Result<RunReply, Error>, elapsed: Duration) {
+        let verdict = match result {
+            Ok(_) => Verdict::Success,
+            Err(e) if e.trips_breaker() => Verdict::Failure,
+            Err(_) => Verdict::Neutral,
+        };
+        let change = self.breaker.lock().record(Instant::now(), permit, verdict);
+        if let Some(to) = change {
+            self.breaker_changed(to);
+        }
+        let seconds = elapsed.as_secs_f64();
+        match result {
+            Ok(reply) => {
+                self.metrics.run_finished(reply.outcome.as_str(), seconds);
+                if let Some(ttfd) = reply.stats.time_to_first_delta {
+                    self.metrics.first_delta(ttfd.as_secs_f64());
+                }
+                tracing::debug!(
+                    outcome = reply.outcome.as_str(),
+                    deltas = reply.stats.deltas,
+                    bytes = reply.stats.bytes,
+                    duration_ms = reply.stats.duration.as_millis() as u64,
+                    "run finished"
+                );
+            }
+            Err(e) => {
+                self.metrics.error(e.kind());
+                self.metrics.run_finished(e.kind().as_str(), seconds);
+                self.set_error(e.to_string());
+            }
+        }
+    }
+
+    fn refused(&self, error: &Error) {
+        self.metrics.error(error.kind());
+        tracing::debug!(gateway = %self.name, kind = error.kind().as_str(), error = %error, "run refused");
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
     }
 }

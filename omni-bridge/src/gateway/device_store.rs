@@ -12,7 +12,7 @@ use shared_protocol::Secret;
 use shared_protocol::device::DeviceIdentity;
 use tokio::io::AsyncWriteExt;
 
-use super::error::ConnectError;
+use crate::error::ConnectError;
 
 /// File mode of the seed and the token.
 const PRIVATE_FILE_MODE: u32 = 0o600;

@@ -13,11 +13,12 @@ use shared_protocol::sessions::{
 use tokio::time::Instant;
 
 use super::connection::Gateway;
-use super::error::{ConnectError, GatewayError};
-use super::run::{RunReply, RunRequest};
-use super::session_gate::Entry;
+use super::reply::{RunReply, RunRequest};
+use super::run::{self, RunHost};
+use super::runs::RunWaiter;
 use super::status::{GatewayCheck, GatewayStatus};
 use super::transport::{read_response, send_request};
+use crate::error::{ConnectError, Error};
 
 /// A cheap, clonable handle on one gateway connection.
 #[derive(Clone)]
@@ -28,7 +29,7 @@ pub struct GatewayHandle {
 impl std::fmt::Debug for GatewayHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayHandle")
-            .field("name", &self.gateway.name)
+            .field("name", &self.gateway.name())
             .finish_non_exhaustive()
     }
 }
@@ -44,10 +45,30 @@ impl GatewayHandle {
     /// idempotency key while the first is in flight joins it.
     ///
     /// # Errors
-    /// [`GatewayError`]: `CircuitOpen`, `Backpressure` and `SessionQueueFull` at once; the
+    /// [`Error`]: `CircuitOpen`, `Backpressure` and `SessionQueueFull` at once; the
     /// timeouts of each phase; `AgentFailed`, `Rejected`, `Unavailable`, `Closed`...
-    pub async fn run(&self, request: RunRequest) -> Result<RunReply, GatewayError> {
-        super::run::run(&self.gateway, request).await
+    pub async fn run(&self, request: RunRequest) -> Result<RunReply, Error> {
+        self.start(request)?.await
+    }
+
+    /// Starts the run of `request` (or joins the one in flight with its idempotency key) and
+    /// returns at once; the [`RunWaiter`] resolves with the result. The run goes on when the
+    /// waiter is dropped.
+    ///
+    /// # Errors
+    /// What refuses a run at once: `CircuitOpen`, `Backpressure`, `SessionQueueFull`, `Closed`.
+    pub fn start(&self, request: RunRequest) -> Result<RunWaiter, Error> {
+        run::start(&self.gateway, request)
+    }
+
+    /// Joins the run in flight with this idempotency key, if there is one; never starts a run.
+    pub fn attach(&self, idempotency_key: &str) -> Option<RunWaiter> {
+        self.gateway.runs().attach(idempotency_key)
+    }
+
+    /// Runs admitted on this gateway and not finished (queued ones included).
+    pub fn runs_in_flight(&self) -> usize {
+        self.gateway.runs().len()
     }
 
     /// Resets a session with write scope only: `sessions.describe`, then
@@ -56,27 +77,11 @@ impl GatewayHandle {
     /// the session's queue). A session that does not exist yet is already "reset".
     ///
     /// # Errors
-    /// [`GatewayError`] of the failing step.
-    pub async fn reset_session(&self, key: &SessionKey) -> Result<(), GatewayError> {
+    /// [`Error`] of the failing step.
+    pub async fn reset_session(&self, key: &SessionKey) -> Result<(), Error> {
         let g = &self.gateway;
-        let budget = g.config.send_ack_timeout;
-        let _turn = match g
-            .sessions
-            .enter(key.as_str(), g.config.max_queued_per_session)?
-        {
-            Entry::Now(turn) => turn,
-            Entry::Queued(rx) => {
-                g.refresh_queued();
-                let wait = g.config.send_ack_timeout + g.config.run_timeout;
-                let turn = tokio::select! {
-                    turn = rx => turn.map_err(|_| GatewayError::Closed),
-                    () = tokio::time::sleep(wait) => Err(GatewayError::QueueTimeout),
-                    () = g.cancel.cancelled() => Err(GatewayError::Closed),
-                };
-                g.refresh_queued();
-                turn?
-            }
-        };
+        let budget = g.config().send_ack_timeout;
+        let _turn = g.session_turn(key.as_str()).await?;
         let described: SessionsDescribeResult = g
             .request(
                 methods::SESSIONS_DESCRIBE,
@@ -88,7 +93,7 @@ impl GatewayHandle {
             .await?
             .into_payload()?;
         let Some(session_id) = described.session_id().map(str::to_string) else {
-            tracing::info!(gateway = %g.name, session_key = %key.as_str(), "reset: no session yet");
+            tracing::info!(gateway = %g.name(), session_key = %key.as_str(), "reset: no session yet");
             return Ok(());
         };
         g.request(
@@ -113,7 +118,7 @@ impl GatewayHandle {
         )
         .await?
         .into_payload::<serde_json::Value>()?;
-        tracing::info!(gateway = %g.name, session_key = %key.as_str(), "session reset");
+        tracing::info!(gateway = %g.name(), session_key = %key.as_str(), "session reset");
         Ok(())
     }
 
@@ -121,12 +126,8 @@ impl GatewayHandle {
     /// The aborted run's `run()` returns its partial text with `ReplyOutcome::Aborted`.
     ///
     /// # Errors
-    /// [`GatewayError`] of the request.
-    pub async fn abort(
-        &self,
-        key: &SessionKey,
-        run_id: Option<&str>,
-    ) -> Result<bool, GatewayError> {
+    /// [`Error`] of the request.
+    pub async fn abort(&self, key: &SessionKey, run_id: Option<&str>) -> Result<bool, Error> {
         let params = ChatAbortParams {
             session_key: key.as_str().to_string(),
             run_id: run_id.map(str::to_string),
@@ -138,7 +139,7 @@ impl GatewayHandle {
             .request(
                 methods::CHAT_ABORT,
                 &params,
-                self.gateway.config.send_ack_timeout,
+                self.gateway.config().send_ack_timeout,
             )
             .await?
             .into_payload()?;
@@ -154,22 +155,22 @@ impl GatewayHandle {
     /// `agents.list`, and closes it. For `check-gateway`.
     ///
     /// # Errors
-    /// [`GatewayError::Connect`] saying exactly what failed, or the `agents.list` error.
-    pub async fn check(&self) -> Result<GatewayCheck, GatewayError> {
+    /// [`Error::Connect`] saying exactly what failed, or the `agents.list` error.
+    pub async fn check(&self) -> Result<GatewayCheck, Error> {
         let established = self.gateway.dialer()?.dial().await?;
         let mut ws = established.ws;
         let id = uuid::Uuid::new_v4().to_string();
-        let deadline = Instant::now() + self.gateway.config.send_ack_timeout;
+        let deadline = Instant::now() + self.gateway.config().send_ack_timeout;
         let agents = tokio::time::timeout_at(deadline, async {
             send_request(&mut ws, &id, methods::AGENTS_LIST, &serde_json::json!({})).await?;
             read_response(&mut ws, &id).await
         })
         .await
-        .map_err(|_| GatewayError::Connect(ConnectError::Timeout))??
-        .map_err(GatewayError::from_shape)?;
+        .map_err(|_| Error::Connect(ConnectError::Timeout))??
+        .map_err(Error::from_shape)?;
         let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
         let agents: AgentsListResult =
-            serde_json::from_str(&agents).map_err(|e| GatewayError::Protocol(e.to_string()))?;
+            serde_json::from_str(&agents).map_err(|e| Error::Protocol(e.to_string()))?;
         Ok(GatewayCheck {
             latency: established.latency,
             server_version: established.hello.server.version,

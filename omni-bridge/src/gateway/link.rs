@@ -1,23 +1,23 @@
 //! One live, authenticated socket: outbound frames and request/response correlation.
 //!
 //! Requests are matched to responses by id through a map of oneshots; the reader completes
-//! them in O(1) without waiting on anyone. Outbound frames go through a bounded channel to the
+//! them in O(1) without waiting on anyone. Ids are a per-socket counter (no random numbers, no
+//! allocation for the key). Outbound frames go through a bounded channel to the
 //! socket's writer task. When the socket ends, every pending request fails at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde::Serialize;
 use shared_protocol::ErrorShape;
-use shared_protocol::connect::HelloOk;
 use shared_protocol::frame::encode_request;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::error::GatewayError;
+use crate::error::Error;
 
 /// Outbound frames waiting for the writer.
 pub const OUTBOUND_QUEUE: usize = 1024;
@@ -40,32 +40,31 @@ impl Response {
     /// The payload decoded, or the error mapped.
     ///
     /// # Errors
-    /// [`GatewayError`] from the error shape, or [`GatewayError::Protocol`] for a bad payload.
-    pub fn into_payload<T: serde::de::DeserializeOwned>(self) -> Result<T, GatewayError> {
+    /// [`Error`] from the error shape, or [`Error::Protocol`] for a bad payload.
+    pub fn into_payload<T: serde::de::DeserializeOwned>(self) -> Result<T, Error> {
         if !self.ok {
             return Err(self.error.map_or_else(
-                || GatewayError::Protocol("failed response without an error".into()),
-                GatewayError::from_shape,
+                || Error::Protocol("failed response without an error".into()),
+                Error::from_shape,
             ));
         }
-        serde_json::from_str(&self.payload).map_err(|e| GatewayError::Protocol(e.to_string()))
+        serde_json::from_str(&self.payload).map_err(|e| Error::Protocol(e.to_string()))
     }
 }
 
 /// The live socket.
 pub struct Link {
     out: mpsc::Sender<Message>,
-    pending: Mutex<HashMap<String, oneshot::Sender<Response>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    next_id: AtomicU64,
     closed: CancellationToken,
     draining: AtomicBool,
-    /// The gateway's hello on this socket.
-    pub hello: HelloOk,
 }
 
 /// Removes a pending entry when the waiting request is dropped or times out.
 struct PendingGuard<'a> {
     link: &'a Link,
-    id: String,
+    id: u64,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -76,13 +75,13 @@ impl Drop for PendingGuard<'_> {
 
 impl Link {
     /// A link writing to `out`; `closed` is cancelled when the socket ends.
-    pub fn new(out: mpsc::Sender<Message>, hello: HelloOk, closed: CancellationToken) -> Self {
+    pub fn new(out: mpsc::Sender<Message>, closed: CancellationToken) -> Self {
         Self {
             out,
             pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
             closed,
             draining: AtomicBool::new(false),
-            hello,
         }
     }
 
@@ -114,7 +113,10 @@ impl Link {
 
     /// Delivers a response to its waiter; unknown ids (timed out) are ignored.
     pub fn complete(&self, id: &str, response: Response) {
-        if let Some(tx) = self.pending.lock().remove(id) {
+        let Ok(id) = id.parse::<u64>() else {
+            return;
+        };
+        if let Some(tx) = self.pending.lock().remove(&id) {
             let _ = tx.send(response);
         }
     }
@@ -130,9 +132,9 @@ impl Link {
         params: &P,
         deadline: Instant,
     ) -> Result<Response, RequestError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let text = encode_request(&id, method, params)
-            .map_err(|e| RequestError::Failed(GatewayError::Protocol(e.to_string())))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let text = encode_request(&id.to_string(), method, params)
+            .map_err(|e| RequestError::Failed(Error::Protocol(e.to_string())))?;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.pending.lock();
@@ -140,9 +142,9 @@ impl Link {
                 return Err(RequestError::Lost);
             }
             if pending.len() >= MAX_PENDING_REQUESTS {
-                return Err(RequestError::Failed(GatewayError::Backpressure));
+                return Err(RequestError::Failed(Error::Backpressure));
             }
-            pending.insert(id.clone(), tx);
+            pending.insert(id, tx);
         }
         let _guard = PendingGuard { link: self, id };
         // One timer and one cancellation waiter for both phases, and none at all for queueing
@@ -182,18 +184,18 @@ pub enum RequestError {
     /// The socket ended first.
     Lost,
     /// Could not be sent at all.
-    Failed(GatewayError),
+    Failed(Error),
 }
 
 impl RequestError {
     /// The error a caller of a simple request sees.
-    pub fn into_error(self, what: &str) -> GatewayError {
+    pub fn into_error(self, what: &str) -> Error {
         match self {
-            Self::Timeout => GatewayError::Unavailable {
+            Self::Timeout => Error::Unavailable {
                 message: format!("{what}: no response in time"),
                 retry_after: None,
             },
-            Self::Lost => GatewayError::Unavailable {
+            Self::Lost => Error::Unavailable {
                 message: format!("{what}: connection lost"),
                 retry_after: None,
             },

@@ -11,8 +11,8 @@ use prometheus::{
 };
 
 use super::breaker::BreakerState;
-use super::error::{ErrorKind, GatewayError};
 use super::status::ConnectionState;
+use crate::error::{Error, ErrorKind};
 
 const PREFIX: &str = "omni_bridge_gateway_";
 
@@ -42,13 +42,13 @@ impl Metrics {
     /// Creates and registers every series family.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] when a family is already registered on `registry`.
-    pub fn new(registry: &Registry) -> Result<Self, GatewayError> {
+    /// [`Error::Config`] when a family is already registered on `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, Error> {
         let opts = |name: &str, help: &str| Opts::new(format!("{PREFIX}{name}"), help);
         let hopts = |name: &str, help: &str, buckets: &[f64]| {
             HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets.to_vec())
         };
-        let err = |e: prometheus::Error| GatewayError::Config(format!("metrics: {e}"));
+        let err = |e: prometheus::Error| Error::Config(format!("metrics: {e}"));
         let m = Self {
             connection_state: IntGaugeVec::new(
                 opts(

@@ -10,24 +10,24 @@ use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
 use shared_protocol::pin::{PinParseError, pinned_client_config};
 
-use super::error::GatewayError;
+use crate::error::Error;
 
 /// One accepted server identity: [`shared_protocol::pin::Pin`] under the bridge's name.
 pub use shared_protocol::pin::Pin as CertPin;
 
-impl From<PinParseError> for GatewayError {
+impl From<PinParseError> for Error {
     fn from(e: PinParseError) -> Self {
-        GatewayError::Config(e.to_string())
+        Error::Config(e.to_string())
     }
 }
 
 /// The rustls client config for a gateway: ring provider, pinned or WebPKI roots.
 ///
 /// # Errors
-/// [`GatewayError::Config`] if rustls refuses the protocol versions (a build problem).
-pub fn client_config(pins: &[CertPin]) -> Result<Arc<ClientConfig>, GatewayError> {
+/// [`Error::Config`] if rustls refuses the protocol versions (a build problem).
+pub fn client_config(pins: &[CertPin]) -> Result<Arc<ClientConfig>, Error> {
     let provider: Arc<CryptoProvider> = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_err = |e: rustls::Error| GatewayError::Config(format!("tls: {e}"));
+    let tls_err = |e: rustls::Error| Error::Config(format!("tls: {e}"));
     let config = if pins.is_empty() {
         let roots =
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -48,9 +48,9 @@ mod tests {
 
     #[test]
     fn bad_pins_are_config_errors_and_both_configs_build() {
-        let err = GatewayError::from("sha256/cert:00".parse::<CertPin>().unwrap_err());
+        let err = Error::from("sha256/cert:00".parse::<CertPin>().unwrap_err());
         assert!(
-            matches!(&err, GatewayError::Config(m) if m.contains("invalid pin")),
+            matches!(&err, Error::Config(m) if m.contains("invalid pin")),
             "{err}"
         );
         client_config(&[CertPin::Spki([0xab; 32])]).unwrap();

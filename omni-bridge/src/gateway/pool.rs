@@ -11,12 +11,13 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::GatewayConfig;
 use super::connection::Gateway;
-use super::error::GatewayError;
 use super::handle::GatewayHandle;
 use super::metrics::Metrics;
+use super::run::RunHost;
 use super::status::GatewayStatus;
+use crate::config::GatewayConfig;
+use crate::error::Error;
 
 /// Budget of a graceful close.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -48,11 +49,11 @@ impl GatewayPool {
     /// closes every connection.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] when the metrics are already registered on `registry`.
+    /// [`Error::Config`] when the metrics are already registered on `registry`.
     pub fn new(
         registry: &prometheus::Registry,
         shutdown: CancellationToken,
-    ) -> Result<Self, GatewayError> {
+    ) -> Result<Self, Error> {
         Ok(Self {
             inner: Arc::new(PoolInner {
                 metrics: Metrics::new(registry)?,
@@ -73,11 +74,11 @@ impl GatewayPool {
             return;
         }
         let mut gateways = self.inner.gateways.lock();
-        if gateways.get(name).is_some_and(|g| g.config == config) {
+        if gateways.get(name).is_some_and(|g| *g.config() == config) {
             return;
         }
         let metrics = self.inner.metrics.for_gateway(name);
-        let fresh = Gateway::spawn(
+        let fresh = Gateway::start(
             name,
             config,
             metrics,
@@ -100,7 +101,7 @@ impl GatewayPool {
         if let Some(old) = self.inner.gateways.lock().remove(name) {
             tracing::info!(gateway = name, "gateway removed");
             old.shutdown();
-            old.metrics.remove();
+            old.forget_metrics();
         }
     }
 
@@ -118,7 +119,7 @@ impl GatewayPool {
         let gateways: Vec<_> = self.inner.gateways.lock().values().cloned().collect();
         let mut out: Vec<_> = gateways
             .iter()
-            .map(|g| (g.name.clone(), g.status()))
+            .map(|g| (g.name().to_string(), g.status()))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

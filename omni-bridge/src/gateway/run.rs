@@ -1,5 +1,9 @@
 //! One agent run: `chat.send` with the caller's idempotency key, then the reply from events.
 //!
+//! A run sees its gateway only through [`RunHost`], the narrow interface the connection
+//! implements (admission, the join table, a live link, accounting); it never reaches into the
+//! connection's state.
+//!
 //! Phases and budgets: wait for the session's turn (bounded FIFO, `send_ack_timeout +
 //! run_timeout`), then send-ack (`send_ack_timeout`, includes waiting for the connection), then
 //! accumulation (`run_timeout`). The run is driven by its own task, so a caller that goes away
@@ -11,23 +15,28 @@
 //! a run that never found a connection (the gateway is down), while `SendAckTimeout` means the
 //! gateway was connected but did not acknowledge in time.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shared_protocol::RunOutcome;
 use shared_protocol::chat::{
     ChatAbortParams, ChatAbortResult, ChatMessage, ChatSendAck, ChatSendParams, ChatSendStatus,
 };
 use shared_protocol::methods::names as methods;
-use shared_protocol::{RunOutcome, SessionKey};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::breaker::Permit;
-use super::connection::{Gateway, WaitError};
-use super::error::GatewayError;
-use super::link::RequestError;
-use super::runs::{Admission, RunEnd};
+use super::link::{Link, RequestError, Response};
+use super::reply::{ReplyOutcome, RunReply, RunRequest, RunStats};
+use super::runs::{Admission, RunEnd, RunTable, RunWaiter};
 use super::session_gate::{Entry, SessionTurn};
+use crate::config::GatewayConfig;
+use crate::error::{Error, ErrorKind};
 
 /// Messages read back from `chat.history` when a run completed while we were disconnected.
 const HISTORY_LIMIT: u32 = 10;
@@ -42,193 +51,165 @@ const ORPHAN_ABORT_BUDGET: Duration = Duration::from_secs(2);
 /// and other classified failures return at once.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-/// A message for an agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRequest {
-    /// Canonical session key (`agent:<id>:<rest>`).
-    pub session_key: SessionKey,
-    /// The message text (logged only at debug level).
-    pub message: String,
-    /// Becomes the runId; a second `run()` with the same key while the first is in flight
-    /// joins it, and the gateway deduplicates it for 5 minutes.
-    pub idempotency_key: String,
+/// Why waiting for a connection ended without one.
+pub enum WaitError {
+    /// The deadline passed.
+    Timeout,
+    /// A definite failure (closed, breaker open, fatal connect error).
+    Failed(Error),
 }
 
-/// How a run that produced a reply ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyOutcome {
-    /// `final`.
-    Completed,
-    /// `aborted` (the text is what was written before).
-    Aborted,
+/// A new run's admission: the breaker's permit and the session's turn (now or later).
+pub struct Admitted {
+    /// Hand back to [`RunHost::finished`].
+    pub permit: Permit,
+    /// The session's turn, or the wait for it.
+    pub turn: Entry,
 }
 
-impl ReplyOutcome {
-    /// Metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "completed",
-            Self::Aborted => "aborted",
-        }
+/// What a run needs from the connection of its gateway.
+pub trait RunHost: Send + Sync + Sized + 'static {
+    /// The gateway's configured name (logs).
+    fn name(&self) -> &str;
+    /// Its configuration (budgets and bounds).
+    fn config(&self) -> &GatewayConfig;
+    /// The join: runs by idempotency key.
+    fn runs(&self) -> &RunTable;
+    /// Cancelled when the gateway is closed, removed or reconfigured.
+    fn cancelled(&self) -> &CancellationToken;
+    /// Admits a new run: in-flight bound, the session's queue, the breaker.
+    ///
+    /// # Errors
+    /// `Backpressure`, `SessionQueueFull` or `CircuitOpen`.
+    fn admit(&self, session_key: &str) -> Result<Admitted, Error>;
+    /// Waits for a queued session turn, at most `send_ack_timeout + run_timeout`.
+    fn take_turn(&self, turn: Entry) -> impl Future<Output = Result<SessionTurn, Error>> + Send;
+    /// Counts the run in flight until the guard drops.
+    ///
+    /// # Errors
+    /// `Backpressure` at `max_in_flight`.
+    fn reserve(self: &Arc<Self>) -> Result<InFlight<Self>, Error>;
+    /// Gives the in-flight slot back (called by [`InFlight`]'s drop).
+    fn release(&self);
+    /// Waits until a link is ready, the deadline passes, or waiting cannot help any more.
+    fn wait_link(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Arc<Link>, WaitError>> + Send;
+    /// One request on the current link within `budget` (connection wait included).
+    fn request<P: Serialize + Sync>(
+        &self,
+        method: &str,
+        params: &P,
+        budget: Duration,
+    ) -> impl Future<Output = Result<Response, Error>> + Send;
+    /// The last connection or run error, for an "unreachable" message.
+    fn last_error(&self) -> Option<String>;
+    /// A run ended: breaker, metrics, status and the log line.
+    fn finished(&self, permit: Permit, result: &Result<RunReply, Error>, elapsed: Duration);
+    /// A run was refused before it started (counted, logged at debug).
+    fn refused(&self, error: &Error);
+    /// Spawns a task owned by the gateway.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static);
+}
+
+/// An in-flight slot; released on drop.
+pub struct InFlight<H: RunHost> {
+    host: Arc<H>,
+}
+
+impl<H: RunHost> InFlight<H> {
+    /// A slot the host has already counted.
+    pub fn new(host: Arc<H>) -> Self {
+        Self { host }
     }
 }
 
-/// Timing and size of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RunStats {
-    /// From `run()` to the `chat.send` ack (queue and connection wait included).
-    pub time_to_ack: Duration,
-    /// From the first `chat.send` to the first text delta.
-    pub time_to_first_delta: Option<Duration>,
-    /// Text deltas received.
-    pub deltas: u32,
-    /// Reply size in bytes.
-    pub bytes: usize,
-    /// From `run()` to the end.
-    pub duration: Duration,
+impl<H: RunHost> Drop for InFlight<H> {
+    fn drop(&mut self) {
+        self.host.release();
+    }
 }
 
-/// The reply of a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunReply {
-    /// The runId (= idempotency key).
-    pub run_id: String,
-    /// The full reply text.
-    pub text: String,
-    /// Completed or aborted.
-    pub outcome: ReplyOutcome,
-    /// Timing and size.
-    pub stats: RunStats,
-}
-
-/// `run()`: join or start, then wait for the result.
-pub async fn run(gateway: &Arc<Gateway>, request: RunRequest) -> Result<RunReply, GatewayError> {
-    if gateway.cancel.is_cancelled() {
-        return Err(GatewayError::Closed);
+/// Joins the run of this idempotency key, or starts it; the waiter resolves with its result.
+///
+/// # Errors
+/// The admission's refusal (`CircuitOpen`, `Backpressure`, `SessionQueueFull`), `Closed`, or an
+/// empty key (`Config`).
+pub fn start<H: RunHost>(host: &Arc<H>, request: RunRequest) -> Result<RunWaiter, Error> {
+    if host.cancelled().is_cancelled() {
+        return Err(Error::Closed);
     }
     if request.idempotency_key.is_empty() {
-        return Err(GatewayError::Config("empty idempotency key".into()));
+        return Err(Error::Config("empty idempotency key".into()));
     }
-    let key = request.idempotency_key.clone();
-    let mut rx = match gateway.runs.admit(&key) {
-        Admission::Joined(rx) => {
-            tracing::debug!(gateway = %gateway.name, run_id = %key, "joining the run in flight with this idempotency key");
-            rx
+    let waiter = match host.runs().admit(&request.idempotency_key) {
+        Admission::Joined(waiter) => {
+            tracing::debug!(gateway = %host.name(), run_id = %request.idempotency_key, "joining the run in flight with this idempotency key");
+            return Ok(waiter);
         }
-        Admission::New(rx) => {
-            match admit_new(gateway, &request) {
-                Ok((permit, entry)) => {
-                    gateway.refresh_queued();
-                    let span = tracing::info_span!("run", gateway = %gateway.name, run_id = %key, session_key = %request.session_key.as_str());
-                    gateway
-                        .tracker
-                        .spawn(drive(gateway.clone(), request, permit, entry).instrument(span));
-                }
-                Err(e) => {
-                    gateway.metrics.error(e.kind());
-                    gateway.runs.finish(&key, Err(e.clone()));
-                    return Err(e);
-                }
-            }
-            rx
-        }
+        Admission::New(waiter) => waiter,
     };
-    let result = rx.wait_for(Option::is_some).await;
-    match result {
-        Ok(r) => r.clone().unwrap_or(Err(GatewayError::Closed)),
-        Err(_) => Err(GatewayError::Closed),
+    match host.admit(request.session_key.as_str()) {
+        Ok(admitted) => {
+            let span = tracing::debug_span!("run", gateway = %host.name(), run_id = %request.idempotency_key);
+            host.spawn(drive(host.clone(), request, admitted).instrument(span));
+            Ok(waiter)
+        }
+        Err(e) => {
+            host.refused(&e);
+            host.runs().finish(&request.idempotency_key, Err(e.clone()));
+            Err(e)
+        }
     }
 }
 
-fn admit_new(
-    gateway: &Arc<Gateway>,
-    request: &RunRequest,
-) -> Result<(Permit, Entry), GatewayError> {
-    if gateway.is_saturated() {
-        return Err(GatewayError::Backpressure);
-    }
-    let entry = gateway.sessions.enter(
-        request.session_key.as_str(),
-        gateway.config.max_queued_per_session,
-    )?;
-    let permit = gateway.admit()?;
-    Ok((permit, entry))
-}
-
-async fn drive(gateway: Arc<Gateway>, request: RunRequest, permit: Permit, entry: Entry) {
+async fn drive<H: RunHost>(host: Arc<H>, request: RunRequest, admitted: Admitted) {
     let started = Instant::now();
     tracing::debug!(message = %request.message, "run starting");
-    let (result, turn) = match take_turn(&gateway, entry).await {
-        Ok(turn) => (drive_phases(&gateway, &request, started).await, Some(turn)),
+    let Admitted { permit, turn } = admitted;
+    // The rare, large waits are boxed so that the task of a run in flight stays small: memory per
+    // run in flight is what bounds how many one connection carries.
+    let (result, turn) = match Box::pin(host.take_turn(turn)).await {
+        Ok(turn) => (
+            Box::pin(drive_phases(&host, &request, started)).await,
+            Some(turn),
+        ),
         Err(e) => (Err(e), None),
     };
     let orphaned = matches!(
         result,
-        Err(GatewayError::SendAckTimeout(_) | GatewayError::RunTimeout { .. })
+        Err(Error::SendAckTimeout(_) | Error::RunTimeout { .. })
     );
-    gateway.record(permit, result.as_ref().err());
-    let seconds = started.elapsed().as_secs_f64();
-    match &result {
-        Ok(reply) => {
-            gateway
-                .metrics
-                .run_finished(reply.outcome.as_str(), seconds);
-            if let Some(ttfd) = reply.stats.time_to_first_delta {
-                gateway.metrics.first_delta(ttfd.as_secs_f64());
-            }
-            tracing::info!(
-                outcome = reply.outcome.as_str(),
-                deltas = reply.stats.deltas,
-                bytes = reply.stats.bytes,
-                ttfd_ms = reply
-                    .stats
-                    .time_to_first_delta
-                    .map(|d| d.as_millis() as u64),
-                duration_ms = reply.stats.duration.as_millis() as u64,
-                "run finished"
-            );
-        }
-        Err(e) => {
-            gateway.metrics.error(e.kind());
-            gateway.metrics.run_finished(e.kind().as_str(), seconds);
-            gateway.set_error(e.to_string());
-            tracing::warn!(kind = e.kind().as_str(), error = %e, "run failed");
-        }
+    host.finished(permit, &result, started.elapsed());
+    if let Err(e) = &result {
+        tracing::warn!(
+            gateway = %host.name(),
+            run_id = %request.idempotency_key,
+            session_key = %request.session_key.as_str(),
+            kind = e.kind().as_str(),
+            side = e.side().as_str(),
+            error = %e,
+            "run failed"
+        );
     }
-    gateway.runs.finish(&request.idempotency_key, result);
-    if orphaned && !gateway.cancel.is_cancelled() {
-        abort_orphan(&gateway, &request).await;
+    host.runs().finish(&request.idempotency_key, result);
+    if orphaned && !host.cancelled().is_cancelled() {
+        Box::pin(abort_orphan(&*host, &request)).await;
     }
     drop(turn);
 }
 
-/// Waits for the session's turn (bounded FIFO).
-async fn take_turn(gateway: &Gateway, entry: Entry) -> Result<SessionTurn, GatewayError> {
-    match entry {
-        Entry::Now(turn) => Ok(turn),
-        Entry::Queued(rx) => {
-            let budget = gateway.config.send_ack_timeout + gateway.config.run_timeout;
-            let turn = tokio::select! {
-                turn = rx => turn.map_err(|_| GatewayError::Closed),
-                () = tokio::time::sleep(budget) => Err(GatewayError::QueueTimeout),
-                () = gateway.cancel.cancelled() => Err(GatewayError::Closed),
-            };
-            gateway.refresh_queued();
-            turn
-        }
-    }
-}
-
 /// After a timeout the gateway may still be running the turn; left alone, it would absorb the
 /// session's next message (steer). Abort it, best effort, while we still hold the turn.
-async fn abort_orphan(gateway: &Gateway, request: &RunRequest) {
+async fn abort_orphan<H: RunHost>(host: &H, request: &RunRequest) {
     let params = ChatAbortParams {
         session_key: request.session_key.as_str().to_string(),
         run_id: Some(request.idempotency_key.clone()),
         agent_id: None,
         preserve_side_runs: None,
     };
-    match gateway
+    match host
         .request(methods::CHAT_ABORT, &params, ORPHAN_ABORT_BUDGET)
         .await
         .and_then(|r| r.into_payload::<ChatAbortResult>())
@@ -238,27 +219,25 @@ async fn abort_orphan(gateway: &Gateway, request: &RunRequest) {
     }
 }
 
-async fn drive_phases(
-    gateway: &Arc<Gateway>,
+/// The send, re-send and accumulation of one run. Its own future (boxed by the caller), so that
+/// the driver task of a run waiting for its turn stays small.
+async fn drive_phases<H: RunHost>(
+    host: &Arc<H>,
     request: &RunRequest,
     started: Instant,
-) -> Result<RunReply, GatewayError> {
-    let config = &gateway.config;
-    let _slot = gateway.reserve()?;
+) -> Result<RunReply, Error> {
+    let config = host.config();
+    let _slot = host.reserve()?;
     let key = request.idempotency_key.as_str();
-    // Encoded once (a few hundred bytes of JSON) instead of keeping the wide params struct in
-    // every run's future.
-    let params = serde_json::value::to_raw_value(&ChatSendParams::new(
+    // Encoded once (a few hundred bytes of JSON) for the first send and any re-send.
+    let params: Box<RawValue> = serde_json::value::to_raw_value(&ChatSendParams::new(
         request.session_key.as_str(),
         &request.message,
         key,
     ))
-    .map_err(|e| GatewayError::Protocol(e.to_string()))?;
+    .map_err(|e| Error::Protocol(e.to_string()))?;
     let cap = config.reply_cap_bytes;
-    let mut end_rx = gateway
-        .runs
-        .accumulate(key, cap)
-        .ok_or(GatewayError::Closed)?;
+    let mut end_rx = host.runs().accumulate(key, cap).ok_or(Error::Closed)?;
     let first_send = Instant::now();
     let ack_deadline = first_send + config.send_ack_timeout;
     let mut run_deadline: Option<Instant> = None;
@@ -269,44 +248,36 @@ async fn drive_phases(
             None => ack_deadline,
             Some(rd) => rd.min(Instant::now() + config.send_ack_timeout),
         };
-        let lost = || GatewayError::Unavailable {
+        let lost = || Error::Unavailable {
             message: "connection to the gateway lost mid-run and not restored in time".into(),
             retry_after: None,
         };
-        let link = match gateway.wait_link(wait_deadline).await {
+        let link = match Box::pin(host.wait_link(wait_deadline)).await {
             Ok(link) => link,
             Err(WaitError::Failed(e)) => return Err(e),
             Err(WaitError::Timeout) if resent => return Err(lost()),
             // Nothing was sent: the gateway was not reachable during the whole budget. That is
             // "unavailable", not a slow agent.
-            Err(WaitError::Timeout) => return Err(unreachable(gateway, config.send_ack_timeout)),
+            Err(WaitError::Timeout) => return Err(unreachable(&**host, config.send_ack_timeout)),
         };
-        let response = match link
-            .request(methods::CHAT_SEND, &params, wait_deadline)
-            .await
-        {
-            Ok(response) => response,
-            Err(RequestError::Lost) => continue,
-            Err(RequestError::Timeout) if resent => return Err(lost()),
-            Err(RequestError::Timeout) => {
-                return Err(GatewayError::SendAckTimeout(config.send_ack_timeout));
-            }
-            Err(RequestError::Failed(e)) => return Err(e),
-        };
+        let response =
+            match Box::pin(link.request(methods::CHAT_SEND, &params, wait_deadline)).await {
+                Ok(response) => response,
+                Err(RequestError::Lost) => continue,
+                Err(RequestError::Timeout) if resent => return Err(lost()),
+                Err(RequestError::Timeout) => {
+                    return Err(Error::SendAckTimeout(config.send_ack_timeout));
+                }
+                Err(RequestError::Failed(e)) => return Err(e),
+            };
         let ack: ChatSendAck = match response.into_payload() {
             Ok(ack) => ack,
-            // Starting or overloaded: same idempotency key, so retrying is safe while the
-            // budget lasts.
-            Err(GatewayError::Unavailable {
-                message,
-                retry_after,
-            }) => {
-                let pause = retry_after.unwrap_or(UNAVAILABLE_PAUSE);
+            // Starting or overloaded (the gateway asks us to come back): same idempotency key,
+            // so retrying is safe while the budget lasts.
+            Err(e) if e.kind() == ErrorKind::Unavailable && e.is_retryable() => {
+                let pause = e.retry_after().unwrap_or(UNAVAILABLE_PAUSE);
                 if Instant::now() + pause >= wait_deadline {
-                    return Err(GatewayError::Unavailable {
-                        message,
-                        retry_after,
-                    });
+                    return Err(e);
                 }
                 tracing::debug!(
                     pause_ms = pause.as_millis() as u64,
@@ -314,7 +285,7 @@ async fn drive_phases(
                 );
                 tokio::select! {
                     () = tokio::time::sleep(pause) => continue,
-                    () = gateway.cancel.cancelled() => return Err(GatewayError::Closed),
+                    () = host.cancelled().cancelled() => return Err(Error::Closed),
                 }
             }
             Err(e) => return Err(e),
@@ -323,25 +294,22 @@ async fn drive_phases(
         match &ack.status {
             ChatSendStatus::Started if resent => {
                 tracing::info!("gateway lost the run while we were disconnected; it started again");
-                end_rx = gateway
-                    .runs
-                    .accumulate(key, cap)
-                    .ok_or(GatewayError::Closed)?;
+                end_rx = host.runs().accumulate(key, cap).ok_or(Error::Closed)?;
             }
             ChatSendStatus::Started | ChatSendStatus::InFlight => {}
             ChatSendStatus::Ok => {
                 tracing::info!("run already completed; reading the reply from chat.history");
-                let text = recover_from_history(gateway, request).await?;
-                let stats = stats(gateway, key, time_to_ack, first_send, started, text.len());
+                let text = Box::pin(recover_from_history(&**host, request)).await?;
+                let stats = stats(&**host, key, time_to_ack, first_send, started, text.len());
                 return Ok(RunReply {
                     run_id: key.to_string(),
                     text,
-                    outcome: super::run::ReplyOutcome::Completed,
+                    outcome: ReplyOutcome::Completed,
                     stats,
                 });
             }
             ChatSendStatus::Error | ChatSendStatus::Unknown(_) => {
-                return Err(GatewayError::Unavailable {
+                return Err(Error::Unavailable {
                     message: ack
                         .summary
                         .unwrap_or_else(|| format!("chat.send status {}", ack.status)),
@@ -355,40 +323,39 @@ async fn drive_phases(
         let rd = *run_deadline.get_or_insert(Instant::now() + config.run_timeout);
         tokio::select! {
             end = &mut end_rx => {
-                let end = end.map_err(|_| GatewayError::Closed)?;
+                let end = end.map_err(|_| Error::Closed)?;
                 if matches!(&end, RunEnd::Outcome(RunOutcome::Failed { error_kind: None, .. }))
                     && (link.is_draining()
-                        || tokio::time::timeout(DRAIN_GRACE, link.closed()).await.is_ok())
+                        || Box::pin(tokio::time::timeout(DRAIN_GRACE, link.closed())).await.is_ok())
                 {
-                    return Err(GatewayError::Unavailable {
+                    return Err(Error::Unavailable {
                         message: "the gateway is restarting and cut the run short".into(),
                         retry_after: None,
                     });
                 }
-                return finish(gateway, key, end, time_to_ack, first_send, started);
+                return finish(&**host, key, end, time_to_ack, first_send, started);
             }
             () = link.closed() => {
                 tracing::info!("connection lost mid-run; will re-send after reconnecting");
             }
             () = tokio::time::sleep_until(rd) => {
-                let p = gateway.runs.progress(key);
+                let p = host.runs().progress(key);
                 if p.deltas == 0 {
-                    tracing::warn!("dead response: the agent never answered");
+                    tracing::warn!(gateway = %host.name(), run_id = %key, "dead response: the agent never answered");
                 } else {
-                    tracing::warn!(deltas = p.deltas, since_last_delta_ms = p.last_delta_at.map(|t| t.elapsed().as_millis() as u64), "run stalled mid-stream");
+                    tracing::warn!(gateway = %host.name(), run_id = %key, deltas = p.deltas, since_last_delta_ms = p.last_delta_at.map(|t| t.elapsed().as_millis() as u64), "run stalled mid-stream");
                 }
-                return Err(GatewayError::RunTimeout { stalled_mid_stream: p.deltas > 0, deltas: p.deltas });
+                return Err(Error::RunTimeout { stalled_mid_stream: p.deltas > 0, deltas: p.deltas });
             }
-            () = gateway.cancel.cancelled() => return Err(GatewayError::Closed),
+            () = host.cancelled().cancelled() => return Err(Error::Closed),
         }
     }
 }
 
 /// The error of a run that found no connection within its send-ack budget.
-fn unreachable(gateway: &Gateway, budget: Duration) -> GatewayError {
-    let last = gateway.status().last_error;
-    GatewayError::Unavailable {
-        message: match last {
+fn unreachable<H: RunHost>(host: &H, budget: Duration) -> Error {
+    Error::Unavailable {
+        message: match host.last_error() {
             Some(e) => format!("no connection to the gateway within {budget:?} (last error: {e})"),
             None => format!("no connection to the gateway within {budget:?}"),
         },
@@ -396,15 +363,15 @@ fn unreachable(gateway: &Gateway, budget: Duration) -> GatewayError {
     }
 }
 
-fn stats(
-    gateway: &Gateway,
+fn stats<H: RunHost>(
+    host: &H,
     key: &str,
     time_to_ack: Duration,
     first_send: Instant,
     started: Instant,
     bytes: usize,
 ) -> RunStats {
-    let p = gateway.runs.progress(key);
+    let p = host.runs().progress(key);
     RunStats {
         time_to_ack,
         time_to_first_delta: p.first_delta_at.map(|t| t.duration_since(first_send)),
@@ -414,14 +381,14 @@ fn stats(
     }
 }
 
-fn finish(
-    gateway: &Gateway,
+fn finish<H: RunHost>(
+    host: &H,
     key: &str,
     end: RunEnd,
     time_to_ack: Duration,
     first_send: Instant,
     started: Instant,
-) -> Result<RunReply, GatewayError> {
+) -> Result<RunReply, Error> {
     let (text, outcome) = match end {
         RunEnd::Outcome(RunOutcome::Completed { text, .. }) => (text, ReplyOutcome::Completed),
         RunEnd::Outcome(RunOutcome::Aborted { partial, .. }) => (partial, ReplyOutcome::Aborted),
@@ -430,14 +397,14 @@ fn finish(
             error_kind,
             ..
         }) => {
-            return Err(GatewayError::AgentFailed {
+            return Err(Error::AgentFailed {
                 message: error_message,
                 kind: error_kind,
             });
         }
-        RunEnd::CapExceeded => return Err(GatewayError::AccumulationCap),
+        RunEnd::CapExceeded => return Err(Error::AccumulationCap),
     };
-    let stats = stats(gateway, key, time_to_ack, first_send, started, text.len());
+    let stats = stats(host, key, time_to_ack, first_send, started, text.len());
     Ok(RunReply {
         run_id: key.to_string(),
         text,
@@ -452,19 +419,16 @@ struct History {
     messages: Vec<ChatMessage>,
 }
 
-async fn recover_from_history(
-    gateway: &Gateway,
-    request: &RunRequest,
-) -> Result<String, GatewayError> {
+async fn recover_from_history<H: RunHost>(host: &H, request: &RunRequest) -> Result<String, Error> {
     let params = serde_json::json!({
         "sessionKey": request.session_key.as_str(),
         "limit": HISTORY_LIMIT,
     });
-    let history: History = gateway
+    let history: History = host
         .request(
             methods::CHAT_HISTORY,
             &params,
-            gateway.config.send_ack_timeout,
+            host.config().send_ack_timeout,
         )
         .await?
         .into_payload()?;
@@ -474,7 +438,7 @@ async fn recover_from_history(
         .rev()
         .find(|m| m.role.as_deref() == Some("assistant"))
         .map(ChatMessage::text)
-        .ok_or_else(|| GatewayError::Unavailable {
+        .ok_or_else(|| Error::Unavailable {
             message: "the run completed while disconnected and its reply is not in chat.history"
                 .into(),
             retry_after: None,

@@ -1,24 +1,31 @@
-//! Correlation of `chat` events to runs, shared by every socket of one gateway.
+//! The join: every run of one gateway, keyed by its idempotency key (the runId, derived from
+//! Omni's trace), with whoever waits for it and the reply being accumulated.
 //!
-//! Runs are keyed by runId, which is the idempotency key of their `chat.send`: the entry exists
-//! before the send, so events that race ahead of the ack land in place. The reader applies each
-//! event to its run's [`ReplyAccumulator`] under a short lock and never waits for a consumer.
-//! Events for runs we do not know (another operator's runs are broadcast to us too, or a late
-//! second terminal) are held briefly in a bounded buffer, then dropped.
-//! A second `run()` with the same idempotency key joins the entry instead of sending again.
+//! This is the bridge's only join. A second `run()` with a key already in flight joins the entry
+//! instead of sending again ([`RunTable::admit`]); [`RunTable::attach`] joins without ever
+//! starting (a retry during shutdown, and later a delivery ledger re-attaching after a restart);
+//! [`RunTable::finish`] hands the one result to every waiter and removes the entry. The service
+//! keeps only a cache of finished answers.
+//!
+//! The entry exists before the `chat.send`, so events that race ahead of the ack land in place.
+//! The reader applies each event to its run's [`ReplyAccumulator`] under a short lock and never
+//! waits for a consumer. Events for runs we do not know (another operator's runs are broadcast to
+//! us too, or a late second terminal) are held briefly in a bounded buffer, then dropped.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Deserialize;
 use shared_protocol::chat::ChatEvent;
 use shared_protocol::{ReplyAccumulator, RunOutcome, Step};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::error::GatewayError;
-use super::run::RunReply;
+use super::reply::RunReply;
+use crate::error::Error;
 
 /// How long events for an unknown run are held.
 pub const EARLY_HOLD: Duration = Duration::from_secs(2);
@@ -29,8 +36,8 @@ pub const EARLY_TOTAL: usize = 1024;
 /// Held bytes in total (cumulative snapshots can be large).
 pub const EARLY_TOTAL_BYTES: usize = 4 * 1024 * 1024;
 
-/// What joiners of a run wait on: `None` until the run ends.
-pub type RunResult = Option<Result<RunReply, GatewayError>>;
+/// What a run ends with, for every waiter.
+pub type RunResult = Result<RunReply, Error>;
 
 /// How the events of a run ended it.
 #[derive(Debug)]
@@ -61,16 +68,44 @@ struct Progress {
 }
 
 struct RunEntry {
-    result: watch::Sender<RunResult>,
-    progress: Option<Progress>,
+    /// Everyone waiting for the result: the caller that started the run and every joiner.
+    waiters: Vec<oneshot::Sender<RunResult>>,
+    /// Set once the run is sent (accumulation started); boxed so that the table's slots stay
+    /// small.
+    progress: Option<Box<Progress>>,
 }
 
-/// Whether `run()` started a run or joined one.
+/// A wait for the result of one run; resolves to [`Error::Closed`] if the run vanished.
+#[derive(Debug)]
+pub struct RunWaiter {
+    rx: oneshot::Receiver<RunResult>,
+    joined: bool,
+}
+
+impl RunWaiter {
+    /// True when this waiter joined a run that was already in flight.
+    pub fn joined(&self) -> bool {
+        self.joined
+    }
+}
+
+impl Future for RunWaiter {
+    type Output = RunResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RunResult> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// Whether `admit` started a run or joined one.
+#[derive(Debug)]
 pub enum Admission {
-    /// New entry: the caller must drive it.
-    New(watch::Receiver<RunResult>),
+    /// New entry: the caller must drive it (and finish it).
+    New(RunWaiter),
     /// Existing entry: just wait.
-    Joined(watch::Receiver<RunResult>),
+    Joined(RunWaiter),
 }
 
 #[derive(Default)]
@@ -134,7 +169,7 @@ impl EarlyBuffer {
 
 #[derive(Default)]
 struct Inner {
-    runs: HashMap<String, RunEntry>,
+    runs: HashMap<Box<str>, RunEntry>,
     early: EarlyBuffer,
 }
 
@@ -144,36 +179,52 @@ pub struct RunTable {
     inner: Mutex<Inner>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RunRef<'a> {
-    #[serde(borrow)]
-    run_id: std::borrow::Cow<'a, str>,
-}
-
 impl RunTable {
     /// Joins the run with this idempotency key, or creates its entry.
     pub fn admit(&self, key: &str) -> Admission {
+        let (tx, rx) = oneshot::channel();
         let mut inner = self.inner.lock();
-        if let Some(entry) = inner.runs.get(key) {
-            return Admission::Joined(entry.result.subscribe());
+        if let Some(entry) = inner.runs.get_mut(key) {
+            entry.waiters.push(tx);
+            return Admission::Joined(RunWaiter { rx, joined: true });
         }
-        let (tx, rx) = watch::channel(None);
         inner.runs.insert(
-            key.to_string(),
+            key.into(),
             RunEntry {
-                result: tx,
+                waiters: vec![tx],
                 progress: None,
             },
         );
-        Admission::New(rx)
+        Admission::New(RunWaiter { rx, joined: false })
+    }
+
+    /// Joins the run with this idempotency key if one is in flight; never starts one.
+    pub fn attach(&self, key: &str) -> Option<RunWaiter> {
+        let mut inner = self.inner.lock();
+        let entry = inner.runs.get_mut(key)?;
+        let (tx, rx) = oneshot::channel();
+        entry.waiters.push(tx);
+        Some(RunWaiter { rx, joined: true })
     }
 
     /// Publishes the result to every waiter and removes the entry.
-    pub fn finish(&self, key: &str, result: Result<RunReply, GatewayError>) {
-        if let Some(entry) = self.inner.lock().runs.remove(key) {
-            entry.result.send_replace(Some(result));
+    pub fn finish(&self, key: &str, result: RunResult) {
+        let Some(entry) = self.inner.lock().runs.remove(key) else {
+            return;
+        };
+        let mut waiters = entry.waiters.into_iter();
+        let last = waiters.next_back();
+        for tx in waiters {
+            let _ = tx.send(result.clone());
         }
+        if let Some(tx) = last {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Runs in the table (admitted and not finished).
+    pub fn len(&self) -> usize {
+        self.inner.lock().runs.len()
     }
 
     /// Starts (or restarts, after the gateway forgot the run) accumulation for `key`, applying
@@ -188,11 +239,11 @@ impl RunTable {
             .as_ref()
             .map(|p| p.numbers)
             .unwrap_or_default();
-        let progress = entry.progress.insert(Progress {
+        let progress = entry.progress.insert(Box::new(Progress {
             acc: ReplyAccumulator::new(cap_bytes),
             numbers,
             done: Some(tx),
-        });
+        }));
         let now = Instant::now();
         for raw in held {
             if let Ok(event) = serde_json::from_str::<ChatEvent>(&raw) {
@@ -216,23 +267,24 @@ impl RunTable {
     /// Routes one `chat` event payload (the reader's hot path). Returns how many held events
     /// were dropped.
     pub fn on_chat_event(&self, raw: &str, now: Instant) -> u64 {
-        let Ok(r) = serde_json::from_str::<RunRef<'_>>(raw) else {
-            tracing::debug!("chat event without runId ignored");
-            return 0;
+        // Parsed once, outside the lock; a run we do not know keeps the raw text for later.
+        let event = match serde_json::from_str::<ChatEvent>(raw) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed chat event (or one without runId) ignored");
+                return 0;
+            }
         };
         let mut inner = self.inner.lock();
         if let Some(progress) = inner
             .runs
-            .get_mut(r.run_id.as_ref())
+            .get_mut(event.run_id.as_str())
             .and_then(|e| e.progress.as_mut())
         {
-            match serde_json::from_str::<ChatEvent>(raw) {
-                Ok(event) => apply(progress, &event, now),
-                Err(e) => tracing::debug!(error = %e, "malformed chat event ignored"),
-            }
+            apply(progress, &event, now);
             return 0;
         }
-        let dropped = inner.early.hold(&r.run_id, raw, now);
+        let dropped = inner.early.hold(&event.run_id, raw, now);
         if dropped > 0 {
             tracing::debug!(
                 dropped,
@@ -286,6 +338,7 @@ mod tests {
         let t = RunTable::default();
         assert!(matches!(t.admit("r1"), Admission::New(_)));
         assert!(matches!(t.admit("r1"), Admission::Joined(_)));
+        assert!(t.attach("r1").is_some() && t.attach("r2").is_none());
         let now = Instant::now();
         assert_eq!(
             t.on_chat_event(&event("r1", ChatState::Delta, Some("he")), now),
@@ -327,18 +380,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn cap_exceeded_and_finish_publishes() {
         let t = RunTable::default();
-        let Admission::New(mut rx) = t.admit("r") else {
+        let Admission::New(first) = t.admit("r") else {
+            panic!()
+        };
+        let Admission::Joined(second) = t.admit("r") else {
             panic!()
         };
         let mut end = t.accumulate("r", 4).unwrap();
         t.on_chat_event(&event("r", ChatState::Delta, Some("12345")), Instant::now());
         assert!(matches!(end.try_recv().unwrap(), RunEnd::CapExceeded));
-        t.finish("r", Err(GatewayError::AccumulationCap));
-        rx.changed().await.unwrap();
-        assert_eq!(
-            rx.borrow().clone(),
-            Some(Err(GatewayError::AccumulationCap))
-        );
+        t.finish("r", Err(Error::AccumulationCap));
+        assert_eq!(first.await, Err(Error::AccumulationCap));
+        assert_eq!(second.await, Err(Error::AccumulationCap));
+        assert_eq!(t.len(), 0);
         assert!(matches!(t.admit("r"), Admission::New(_)));
+        // A run that vanishes without a result closes its waiters.
+        let Admission::Joined(orphan) = t.admit("r") else {
+            panic!()
+        };
+        t.inner.lock().runs.clear();
+        assert_eq!(orphan.await, Err(Error::Closed));
     }
 }

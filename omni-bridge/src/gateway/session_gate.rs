@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use super::error::GatewayError;
+use crate::error::Error;
 
 /// The right to run on a session; dropping it hands the session to the next waiter.
 pub struct SessionTurn {
@@ -40,8 +40,8 @@ impl SessionGates {
     /// Takes the session's turn or a place in its queue.
     ///
     /// # Errors
-    /// [`GatewayError::SessionQueueFull`] when `max_queued` messages already wait.
-    pub fn enter(self: &Arc<Self>, key: &str, max_queued: usize) -> Result<Entry, GatewayError> {
+    /// [`Error::SessionQueueFull`] when `max_queued` messages already wait.
+    pub fn enter(self: &Arc<Self>, key: &str, max_queued: usize) -> Result<Entry, Error> {
         let mut waiting = self.waiting.lock();
         match waiting.get_mut(key) {
             None => {
@@ -51,7 +51,7 @@ impl SessionGates {
                     key: key.to_string(),
                 }))
             }
-            Some(queue) if queue.len() >= max_queued => Err(GatewayError::SessionQueueFull),
+            Some(queue) if queue.len() >= max_queued => Err(Error::SessionQueueFull),
             Some(queue) => {
                 let (tx, rx) = oneshot::channel();
                 queue.push_back(tx);
@@ -67,6 +67,7 @@ impl SessionGates {
     }
 
     /// Sessions with an active run.
+    #[cfg(test)]
     pub fn active(&self) -> usize {
         self.waiting.lock().len()
     }
@@ -121,10 +122,7 @@ mod tests {
         let Entry::Queued(third) = g.enter("a", 2).unwrap() else {
             panic!()
         };
-        assert!(matches!(
-            g.enter("a", 2),
-            Err(GatewayError::SessionQueueFull)
-        ));
+        assert!(matches!(g.enter("a", 2), Err(Error::SessionQueueFull)));
         assert_eq!(g.queued(), 2);
         drop(other);
         drop(first);

@@ -24,10 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::config::GatewayConfig;
 use super::device_store::DeviceStore;
-use super::error::{ConnectError, GatewayError};
 use super::pin;
+use crate::config::GatewayConfig;
+use crate::error::{ConnectError, Error};
 
 /// A gateway WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -76,9 +76,11 @@ impl Dialer {
     /// Prepares TLS once per configuration.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] when the URL or TLS setup is unusable.
-    pub fn new(config: &GatewayConfig) -> Result<Self, GatewayError> {
-        config.validate()?;
+    /// [`Error::Config`] when the URL or TLS setup is unusable.
+    pub fn new(config: &GatewayConfig) -> Result<Self, Error> {
+        config
+            .validate()
+            .map_err(|e| Error::Config(e.to_string()))?;
         let tls = if config.url.starts_with("wss://") {
             Some(pin::client_config(&config.pins)?)
         } else {

@@ -9,7 +9,7 @@ use ::http::{Method, StatusCode};
 use serde_json::Value;
 use shared_protocol::Secret;
 
-use crate::register::http::{HttpClient, HttpError, HttpReply};
+use crate::http_client::{HttpClient, HttpError, HttpReply};
 
 /// Longest part of a response body quoted in an error.
 pub const MAX_QUOTED_BODY_CHARS: usize = 300;

@@ -45,15 +45,13 @@ use super::binding::{Routing, TriggerUrls, routing};
 use super::events::{MESSAGE_RECEIVED_SUBJECTS, MESSAGE_STREAM, MessageReceived};
 use super::messages::OutgoingText;
 use super::trash::is_trash_only;
+use crate::config::gateway::BackoffConfig;
+pub use crate::config::omni::{DEFAULT_ACK_WAIT, DEFAULT_DURABLE, ResetStreamConfig};
+use crate::error::ErrorKind;
 use crate::gateway::backoff::ReconnectSchedule;
-use crate::gateway::config::BackoffConfig;
 use crate::service::outcome::Outcome;
 use crate::service::{RESET_TIMEOUT, Service};
 
-/// Default durable consumer name (shared by every replica of one bridge deployment).
-pub const DEFAULT_DURABLE: &str = "omni-bridge-resets";
-/// Default time a delivered message may stay unacknowledged before JetStream redelivers it.
-pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// Deliveries of one message before JetStream gives up on it.
 pub const MAX_DELIVER: i64 = 20;
 /// Messages delivered and not yet acknowledged, at most.
@@ -68,65 +66,18 @@ pub const DONE_MARKER_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The done-marker's value.
 const DONE: &[u8] = b"done";
 
-/// Where the consumer is and how it behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResetStreamConfig {
-    /// Omni's NATS server, e.g. `nats://omni:4222`.
-    pub nats_url: String,
-    /// Durable consumer name; the done-marker bucket is `<durable>-done`.
-    pub durable: String,
-    /// Redelivery delay of an unacknowledged message.
-    pub ack_wait: Duration,
-}
-
-impl ResetStreamConfig {
-    /// The key-value bucket of done-markers.
-    pub fn done_bucket(&self) -> String {
-        format!("{}-done", self.durable)
-    }
-
-    /// The JetStream consumer configuration.
-    pub fn consumer_config(&self) -> PullConfig {
-        PullConfig {
-            durable_name: Some(self.durable.clone()),
-            description: Some("omni-bridge: 🗑 session resets".into()),
-            filter_subject: MESSAGE_RECEIVED_SUBJECTS.into(),
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.ack_wait,
-            max_deliver: MAX_DELIVER,
-            max_ack_pending: MAX_ACK_PENDING,
-            deliver_policy: DeliverPolicy::New,
-            ..PullConfig::default()
-        }
-    }
-
-    /// Checks the names NATS would refuse.
-    ///
-    /// # Errors
-    /// A sentence naming the bad value.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(self.nats_url.starts_with("nats://") || self.nats_url.starts_with("tls://")) {
-            return Err(format!(
-                "{:?} must start with nats:// or tls:// (Omni's NATS_URL)",
-                self.nats_url
-            ));
-        }
-        let ok = !self.durable.is_empty()
-            && self.durable.len() <= 64
-            && self
-                .durable
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
-            return Err(format!(
-                "consumer name {:?}: 1-64 letters, digits, '-' or '_'",
-                self.durable
-            ));
-        }
-        if self.ack_wait < Duration::from_secs(1) {
-            return Err("ack wait must be at least 1 second".into());
-        }
-        Ok(())
+/// The JetStream consumer configuration of `config`.
+pub fn consumer_config(config: &ResetStreamConfig) -> PullConfig {
+    PullConfig {
+        durable_name: Some(config.durable.clone()),
+        description: Some("omni-bridge: 🗑 session resets".into()),
+        filter_subject: MESSAGE_RECEIVED_SUBJECTS.into(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_deliver: MAX_DELIVER,
+        max_ack_pending: MAX_ACK_PENDING,
+        deliver_policy: DeliverPolicy::New,
+        ..PullConfig::default()
     }
 }
 
@@ -183,7 +134,7 @@ pub async fn check_stream(
 pub async fn attach(config: &ResetStreamConfig) -> Result<Attached, NatsSetupError> {
     let (js, stream) = check_stream(config).await?;
     let consumer: PullConsumer = stream
-        .get_or_create_consumer(&config.durable, config.consumer_config())
+        .get_or_create_consumer(&config.durable, consumer_config(config))
         .await
         .map_err(|e| setup_error("create the durable consumer")(&e))?;
     let bucket = config.done_bucket();
@@ -512,11 +463,7 @@ impl ResetConsumer {
                 return TrashResult::RetryLater;
             }
         };
-        let Some(route) = self
-            .service
-            .route(&agent, Some(&event.instance_id))
-            .cloned()
-        else {
+        let Some(route) = self.service.route(&agent, Some(&event.instance_id)) else {
             tracing::error!(agent_id = %agent, "🗑 Omni routes the instance to an agent this bridge does not serve");
             return TrashResult::NotRouted;
         };
@@ -539,12 +486,12 @@ impl ResetConsumer {
         let outcome = match reset {
             Ok(Ok(())) => Outcome::Reset,
             Ok(Err(e)) => {
-                tracing::warn!(session_key = %key, error = %e, "🗑 reset failed");
-                Outcome::ResetFailed
+                tracing::warn!(session_key = %key, kind = e.kind().as_str(), error = %e, "🗑 reset failed");
+                Outcome::ResetFailed(e.kind())
             }
             Err(_) => {
                 tracing::warn!(session_key = %key, "🗑 reset timed out");
-                Outcome::ResetFailed
+                Outcome::ResetFailed(ErrorKind::Timeout)
             }
         };
         self.pause_at(CrashPoint::AfterReset).await;

@@ -21,15 +21,13 @@
 //! mode, retries or timeout has no effect on instances that got messages since then. `register`
 //! names those instances and prints the remedy (restart Omni's API).
 
-pub mod http;
-
 use std::time::Duration;
 
 use ::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use shared_protocol::Secret;
 
-use self::http::HttpClient;
+use crate::http_client::HttpClient;
 use crate::omni::api::{OmniApi, OmniError, id_of, items, path_segment, str_field};
 use crate::omni::reset_consumer::{self, NatsSetupError, ResetStreamConfig};
 

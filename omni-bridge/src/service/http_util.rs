@@ -25,12 +25,24 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> HttpResponse {
     resp
 }
 
-/// `200 {"reply": text}`, or `200 {"parts": []}` for nothing to say.
+/// `200 {"reply": text}`, or `200 {"parts": []}` for nothing to say (encoded directly, no
+/// intermediate JSON tree).
 pub fn reply(text: Option<&str>) -> HttpResponse {
-    match text {
-        Some(t) => json(StatusCode::OK, &serde_json::json!({ "reply": t })),
-        None => json(StatusCode::OK, &serde_json::json!({ "parts": [] })),
+    #[derive(serde::Serialize)]
+    struct Reply<'a> {
+        reply: &'a str,
     }
+    let body = match text {
+        Some(reply) => serde_json::to_vec(&Reply { reply })
+            .map_or_else(|_| Bytes::from_static(b"{\"parts\":[]}"), Bytes::from),
+        None => Bytes::from_static(b"{\"parts\":[]}"),
+    };
+    let mut resp = Response::new(Full::new(body));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// A machine-readable error: `{"error": {"kind", "message", "retryable"}}`; 503 adds

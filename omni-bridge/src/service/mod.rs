@@ -11,10 +11,9 @@
 //! - `GET /metrics` — Prometheus text.
 
 pub mod agent_backend;
-pub mod bridge;
+pub mod answer_cache;
 pub mod conversation;
 pub mod http_util;
-pub mod idempotency;
 pub mod metrics;
 pub mod omni_request;
 pub mod outcome;
@@ -38,16 +37,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::BridgeConfig;
 use agent_backend::AgentBackend;
-use idempotency::TraceTable;
+use answer_cache::AnswerCache;
 use metrics::Metrics;
-use outcome::Answer;
 use texts::Texts;
 
 pub use server::run;
 
-/// Extra time the HTTP side waits beyond a run's own deadline before answering "taking too
-/// long" (the gateway layer enforces the real deadline; this is the backstop).
-pub const RUN_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 /// Deadline for a session reset (Omni's provider allowed 5 s to connect + 30 s for the request).
 pub const RESET_TIMEOUT: Duration = Duration::from_secs(35);
 
@@ -82,8 +77,6 @@ pub struct AgentRoute {
     pub reset_command: String,
     /// User-facing texts.
     pub texts: Texts,
-    /// Longest a run may take (send-ack + run timeout of its gateway).
-    pub run_budget: Duration,
 }
 
 /// The service state shared by every connection.
@@ -93,24 +86,34 @@ pub struct Service {
 }
 
 struct Inner {
-    agents: HashMap<String, AgentRoute>,
+    /// Agents by lower-cased path name.
+    agents: HashMap<String, Arc<AgentRoute>>,
+    /// Omni instance id -> lower-cased agent name.
     instances: HashMap<String, String>,
+    /// Configured gateway names (readiness).
     gateways: Vec<String>,
+    /// What Omni must send as `Authorization: Bearer`.
     inbound_token: Secret,
+    /// Makes session keys non-enumerable when set.
     session_key_secret: Option<Secret>,
+    /// Runs agents; holds the join of deliveries of one trace.
     backend: Arc<dyn AgentBackend>,
-    traces: Arc<TraceTable<Answer>>,
+    /// Finished answers for repeated deliveries.
+    answers: AnswerCache,
     metrics: Metrics,
     registry: Registry,
     /// Texts for answers that belong to no agent (a trigger for an agent this bridge does not
     /// serve): the `en` texts with the config's `[texts.en]`.
     default_texts: Texts,
-    /// Owns every spawned run and reset, so shutdown can wait for them to finish.
+    /// A token per request waiting for a run or a reset, so shutdown can wait for them.
     runs: TaskTracker,
     /// Owns every connection task.
     conns: TaskTracker,
     shutting_down: AtomicBool,
+    /// Time in-flight requests get on shutdown.
     grace: Duration,
+    /// Most HTTP connections served at once.
+    max_connections: usize,
 }
 
 impl Service {
@@ -131,26 +134,17 @@ impl Service {
                 source,
             })?;
             let locale = agent.locale.as_deref().unwrap_or("en");
-            let mut texts = Texts::builtin(locale);
-            if let Some(over) = config.texts.get(locale) {
-                texts = texts.with(over);
-            }
-            texts = texts.with(&agent.texts);
-            let run_budget = config
-                .gateways
-                .get(&agent.gateway)
-                .map_or_else(|| config.max_run_budget(), |g| g.run_budget());
+            let texts = Texts::for_locale(locale, &config.texts).with(&agent.texts);
             agents.insert(
                 name.to_ascii_lowercase(),
-                AgentRoute {
+                Arc::new(AgentRoute {
                     name: name.clone(),
                     openclaw_agent,
                     gateway: agent.gateway.clone(),
                     sender_prefix: agent.sender_prefix,
                     reset_command: agent.reset_command.trim().to_string(),
                     texts,
-                    run_budget,
-                },
+                }),
             );
         }
         Ok(Self {
@@ -165,24 +159,32 @@ impl Service {
                 inbound_token: config.inbound_token.clone(),
                 session_key_secret: config.session_key_secret.clone(),
                 backend,
-                traces: TraceTable::new(),
+                answers: AnswerCache::new(config.answer_cache_ttl, config.max_cached_answers),
                 metrics: Metrics::new(registry)?,
                 registry: registry.clone(),
-                default_texts: config.texts_for("en"),
+                default_texts: Texts::for_locale("en", &config.texts),
                 runs: TaskTracker::new(),
                 conns: TaskTracker::new(),
                 shutting_down: AtomicBool::new(false),
-                grace: config.shutdown_grace(),
+                grace: config.shutdown_grace,
+                max_connections: config.max_connections,
             }),
         })
     }
 
     /// The route for a trigger: the instance override, else the agent in the path.
-    pub fn route(&self, path_agent: &str, instance_id: Option<&str>) -> Option<&AgentRoute> {
-        let name = instance_id
-            .and_then(|i| self.inner.instances.get(i))
-            .map_or_else(|| path_agent.to_ascii_lowercase(), Clone::clone);
-        self.inner.agents.get(&name)
+    pub fn route(&self, path_agent: &str, instance_id: Option<&str>) -> Option<Arc<AgentRoute>> {
+        if let Some(agent) = instance_id.and_then(|i| self.inner.instances.get(i)) {
+            return self.inner.agents.get(agent).cloned();
+        }
+        match self.inner.agents.get(path_agent) {
+            Some(route) => Some(route.clone()),
+            None => self
+                .inner
+                .agents
+                .get(&path_agent.to_ascii_lowercase())
+                .cloned(),
+        }
     }
 
     /// The OpenClaw session key of one conversation on `route` (see [`conversation`]): the same

@@ -27,7 +27,7 @@ pub struct OmniTrigger {
     #[serde(deserialize_with = "lenient_string")]
     pub trace_id: Option<String>,
     /// Late Omni only.
-    #[serde(deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "object_or_none")]
     pub execution_context: Option<ExecutionContext>,
 }
 
@@ -134,23 +134,124 @@ pub enum TriggerBodyError {
     NoChat,
 }
 
-/// Reads a string, a number (as its decimal text) or anything else as absent.
+/// Reads a string, a number (as its decimal text) or anything else as absent, without building
+/// an intermediate JSON tree.
 fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Some(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+    struct Lenient;
+    impl<'de> serde::de::Visitor<'de> for Lenient {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(serde_json::Number::from_f64(v).map(|n| n.to_string()))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Lenient)
 }
 
-/// Reads `null` (or a value of another type) as the default.
+/// Reads an object as `T`, and `null` or a value of another type as the default, without
+/// building an intermediate JSON tree (`T`'s own fields are lenient).
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned + Default,
+    T: Deserialize<'de> + Default,
 {
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(T::deserialize(value).unwrap_or_default())
+    struct OrDefault<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de> + Default> serde::de::Visitor<'de> for OrDefault<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object or anything else")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(T::default())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<T, E> {
+            Ok(T::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+            Ok(T::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+            Ok(T::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+            Ok(T::default())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+            Ok(T::default())
+        }
+        fn visit_unit<E>(self) -> Result<T, E> {
+            Ok(T::default())
+        }
+        fn visit_none<E>(self) -> Result<T, E> {
+            Ok(T::default())
+        }
+    }
+    d.deserialize_any(OrDefault(std::marker::PhantomData))
+}
+
+/// Reads an object as `Some(T)`, anything else as `None`.
+fn object_or_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    /// `Some` only for an object.
+    struct Present<T>(Option<T>);
+    impl<T> Default for Present<T> {
+        fn default() -> Self {
+            Self(None)
+        }
+    }
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Present<T> {
+        fn deserialize<D2: serde::Deserializer<'de>>(d: D2) -> Result<Self, D2::Error> {
+            T::deserialize(d).map(|t| Self(Some(t)))
+        }
+    }
+    null_as_default::<D, Present<T>>(d).map(|p| p.0)
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -223,6 +324,23 @@ mod tests {
         let id = t.identify().unwrap();
         assert_eq!(id.chat_id, "12345");
         assert_eq!(id.retry_key, None);
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_anywhere_are_read_as_absent() {
+        let body = r#"{"instance":{"id":"i","extra":{"deep":[1,{"x":null}]}},"chat":{"id":1.5},
+            "sender":{"name":{"first":"A"}},"content":[1,2],"traceId":true,
+            "executionContext":"later","event":{"a":[]}}"#;
+        let t: OmniTrigger = serde_json::from_str(body).unwrap();
+        let id = t.identify().unwrap();
+        assert_eq!((id.instance_id.as_str(), id.chat_id.as_str()), ("i", "1.5"));
+        assert_eq!((id.sender_name, id.retry_key), (None, None));
+        assert!(t.execution_context.is_none() && t.content.text.is_none());
+        let t: OmniTrigger =
+            serde_json::from_str(r#"{"instance":5,"chat":null,"executionContext":{"session":7}}"#)
+                .unwrap();
+        assert!(t.execution_context.is_some());
+        assert_eq!(t.identify(), Err(TriggerBodyError::NoInstance));
     }
 
     #[test]

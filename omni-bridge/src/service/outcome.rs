@@ -2,7 +2,9 @@
 //!
 //! Every trigger ends in an [`Outcome`]. [`Outcome::status`] is the HTTP status Omni receives and
 //! [`Outcome::text`] the localised sentence the person reads in the chat. Both are decided here
-//! and nowhere else, so the rule "nobody is left in silence" is one table:
+//! and nowhere else, so the rule "nobody is left in silence" is one table; for a failed run both
+//! branch on the one error classification, [`crate::error::ErrorKind`], which is also the
+//! outcome's metric label (and [`Error::is_retryable`] decides whether the answer is cached):
 //!
 //! - Omni (the snapshot this bridge is tested against) turns any non-2xx answer into silence: its
 //!   webhook provider throws, the dispatcher falls back to a legacy runner that throws for webhook
@@ -14,15 +16,17 @@
 //! - Non-2xx stays only where no person is behind the request or nothing could be said safely: a
 //!   wrong or missing bearer token (401) and a body that is not an Omni trigger (400, 413, 415).
 //!
-//! Metrics and the log line keep the true outcome ([`Outcome::as_str`]), so operators still see
-//! every failure that the person was told about.
+//! Metrics and the log line keep the true outcome ([`Outcome::as_str`]: the error's kind for a
+//! failed run), so operators still see every failure that the person was told about.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 
-use super::agent_backend::{BackendError, BackendErrorKind, BackendReply};
 use super::texts::Texts;
+use crate::error::{Error, ErrorKind, Side};
+use crate::gateway::{ReplyOutcome, RunReply};
 
 /// Outcome of a request, as a closed set of labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,28 +41,18 @@ pub enum Outcome {
     Empty,
     /// Session reset done.
     Reset,
-    /// Session reset failed.
-    ResetFailed,
     /// Message over the size limit.
     TooLong,
-    /// The run did not finish in time.
-    Timeout,
-    /// Circuit breaker open.
-    CircuitOpen,
-    /// Gateway not connected or refusing the request.
-    Unavailable,
-    /// The agent run failed (or its reply was too large).
-    Failed,
-    /// Too many runs at once.
-    Backpressure,
-    /// The bridge is shutting down and starts no new run.
-    ShuttingDown,
     /// The trigger path names an agent this bridge does not serve (a misrouted provider).
     UnknownAgent,
     /// The request is not an Omni trigger.
     Invalid(Malformed),
     /// Bad or missing bearer token.
     Unauthorized,
+    /// The run failed: the error's kind decides the label and the text.
+    Failed(ErrorKind),
+    /// The session reset failed (the error's kind is in the log line).
+    ResetFailed(ErrorKind),
 }
 
 /// How a request failed to be an Omni trigger.
@@ -73,7 +67,25 @@ pub enum Malformed {
 }
 
 impl Outcome {
-    /// Stable label for metrics and logs.
+    /// Every outcome (for pre-resolving metric series).
+    pub fn all() -> impl Iterator<Item = Outcome> {
+        [
+            Self::Replied,
+            Self::NoReply,
+            Self::Aborted,
+            Self::Empty,
+            Self::Reset,
+            Self::TooLong,
+            Self::UnknownAgent,
+            Self::Invalid(Malformed::Body),
+            Self::Unauthorized,
+        ]
+        .into_iter()
+        .chain(ErrorKind::ALL.into_iter().map(Self::Failed))
+        .chain([Self::ResetFailed(ErrorKind::Unavailable)])
+    }
+
+    /// Stable label for metrics and logs: for a failed run, the error's kind.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Replied => "replied",
@@ -81,17 +93,12 @@ impl Outcome {
             Self::Aborted => "aborted",
             Self::Empty => "empty",
             Self::Reset => "reset",
-            Self::ResetFailed => "reset_failed",
             Self::TooLong => "too_long",
-            Self::Timeout => "timeout",
-            Self::CircuitOpen => "circuit_open",
-            Self::Unavailable => "unavailable",
-            Self::Failed => "failed",
-            Self::Backpressure => "backpressure",
-            Self::ShuttingDown => "shutting_down",
             Self::UnknownAgent => "unknown_agent",
             Self::Invalid(_) => "invalid",
             Self::Unauthorized => "unauthorized",
+            Self::Failed(kind) => kind.as_str(),
+            Self::ResetFailed(_) => "reset_failed",
         }
     }
 
@@ -102,7 +109,14 @@ impl Outcome {
             Self::Invalid(Malformed::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Invalid(Malformed::NotJson) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            _ => StatusCode::OK,
+            Self::Failed(kind) | Self::ResetFailed(kind) => failure_status(kind),
+            Self::Replied
+            | Self::NoReply
+            | Self::Aborted
+            | Self::Empty
+            | Self::Reset
+            | Self::TooLong
+            | Self::UnknownAgent => StatusCode::OK,
         }
     }
 
@@ -110,13 +124,10 @@ impl Outcome {
     pub fn text(self, texts: &Texts) -> Option<&str> {
         let text = match self {
             Self::Reset => &texts.session_cleared,
-            Self::ResetFailed => &texts.reset_failed,
+            Self::ResetFailed(_) => &texts.reset_failed,
             Self::TooLong => &texts.message_too_long,
-            Self::Timeout => &texts.taking_too_long,
-            Self::CircuitOpen | Self::Unavailable | Self::UnknownAgent => &texts.unavailable,
-            Self::Failed => &texts.agent_error,
-            Self::Backpressure => &texts.busy,
-            Self::ShuttingDown => &texts.restarting,
+            Self::UnknownAgent => &texts.unavailable,
+            Self::Failed(kind) => failure_text(kind, texts),
             Self::Replied
             | Self::NoReply
             | Self::Aborted
@@ -126,19 +137,41 @@ impl Outcome {
         };
         Some(text)
     }
+}
 
-    /// The outcome of a failed run or reset.
-    pub fn of_error(kind: BackendErrorKind) -> Self {
-        match kind {
-            BackendErrorKind::CircuitOpen => Self::CircuitOpen,
-            BackendErrorKind::Unavailable
-            | BackendErrorKind::Rejected
-            | BackendErrorKind::UnknownGateway => Self::Unavailable,
-            BackendErrorKind::Timeout => Self::Timeout,
-            BackendErrorKind::AgentFailed | BackendErrorKind::TooLarge => Self::Failed,
-            BackendErrorKind::Backpressure => Self::Backpressure,
-            BackendErrorKind::Closed => Self::ShuttingDown,
-        }
+/// Every failure a person can be told about is answered 200 with its text (module docs).
+fn failure_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Timeout
+        | ErrorKind::WsError
+        | ErrorKind::Tls
+        | ErrorKind::Auth
+        | ErrorKind::CircuitOpen
+        | ErrorKind::AccumulationCap
+        | ErrorKind::Backpressure
+        | ErrorKind::Rejected
+        | ErrorKind::AgentError
+        | ErrorKind::Unavailable
+        | ErrorKind::RateLimited
+        | ErrorKind::Closed
+        | ErrorKind::Config => StatusCode::OK,
+    }
+}
+
+/// The text of a failed run, by the error's kind.
+fn failure_text(kind: ErrorKind, texts: &Texts) -> &String {
+    match kind {
+        ErrorKind::Timeout => &texts.taking_too_long,
+        ErrorKind::AgentError | ErrorKind::AccumulationCap => &texts.agent_error,
+        ErrorKind::Backpressure | ErrorKind::RateLimited => &texts.busy,
+        ErrorKind::Closed => &texts.restarting,
+        ErrorKind::CircuitOpen
+        | ErrorKind::Unavailable
+        | ErrorKind::WsError
+        | ErrorKind::Tls
+        | ErrorKind::Auth
+        | ErrorKind::Rejected
+        | ErrorKind::Config => &texts.unavailable,
     }
 }
 
@@ -150,11 +183,14 @@ pub struct Answer {
     /// Gateway run id, when a run was started.
     pub run_id: Option<String>,
     /// Text for the chat; `None` sends nothing (`{"parts": []}`).
-    pub reply: Option<String>,
+    pub reply: Option<Arc<str>>,
     /// Time to first delta of the run.
     pub ttfd: Option<Duration>,
-    /// Nothing reached the agent, so a repeat of this trace may start it: never cached.
-    pub repeatable: bool,
+    /// The failure may go away if the trace is tried again ([`Error::is_retryable`]): such an
+    /// answer is never replayed from the cache, so Omni's retry tries again.
+    pub retryable: bool,
+    /// Which side failed, for the log line.
+    pub side: Option<Side>,
     /// Error detail for the log line.
     pub detail: Option<String>,
 }
@@ -165,15 +201,16 @@ impl Answer {
         Self {
             outcome,
             run_id: None,
-            reply: outcome.text(texts).map(str::to_string),
+            reply: outcome.text(texts).map(Arc::from),
             ttfd: None,
-            repeatable: false,
+            retryable: false,
+            side: None,
             detail: None,
         }
     }
 
     /// [`Answer::of`] with a detail for the log line.
-    pub fn failed(outcome: Outcome, texts: &Texts, detail: impl Into<String>) -> Self {
+    pub fn refused(outcome: Outcome, texts: &Texts, detail: impl Into<String>) -> Self {
         Self {
             detail: Some(detail.into()),
             ..Self::of(outcome, texts)
@@ -181,33 +218,36 @@ impl Answer {
     }
 
     /// The answer for a finished run.
-    pub fn from_run(result: Result<BackendReply, BackendError>, texts: &Texts) -> Self {
+    pub fn from_run(result: Result<RunReply, Error>, texts: &Texts) -> Self {
         match result {
             Ok(reply) => {
                 let text = reply.text.trim();
-                let outcome = match (reply.aborted, text.is_empty()) {
+                let aborted = reply.outcome == ReplyOutcome::Aborted;
+                let outcome = match (aborted, text.is_empty()) {
                     (_, true) => Outcome::NoReply,
                     (true, false) => Outcome::Aborted,
                     (false, false) => Outcome::Replied,
                 };
                 Self {
                     outcome,
+                    reply: (!text.is_empty()).then(|| Arc::from(text)),
                     run_id: Some(reply.run_id),
-                    reply: (!text.is_empty()).then(|| text.to_string()),
-                    ttfd: reply.time_to_first_delta,
-                    repeatable: false,
+                    ttfd: reply.stats.time_to_first_delta,
+                    retryable: false,
+                    side: None,
                     detail: None,
                 }
             }
-            Err(e) => Self::from_error(&e, texts),
+            Err(e) => Self::failed(Outcome::Failed(e.kind()), &e, texts),
         }
     }
 
-    /// The answer for a failed run.
-    pub fn from_error(e: &BackendError, texts: &Texts) -> Self {
+    /// The answer for a failure classified as `outcome` (a failed run or reset).
+    pub fn failed(outcome: Outcome, e: &Error, texts: &Texts) -> Self {
         Self {
-            repeatable: e.kind.nothing_started(),
-            ..Self::failed(Outcome::of_error(e.kind), texts, e.to_string())
+            retryable: e.is_retryable(),
+            side: Some(e.side()),
+            ..Self::refused(outcome, texts, e.to_string())
         }
     }
 }
@@ -220,25 +260,61 @@ mod tests {
     fn every_failure_a_person_can_be_told_about_is_a_200_with_its_own_text() {
         let t = Texts::english();
         let told = [
-            (BackendErrorKind::CircuitOpen, &t.unavailable),
-            (BackendErrorKind::Unavailable, &t.unavailable),
-            (BackendErrorKind::Rejected, &t.unavailable),
-            (BackendErrorKind::Timeout, &t.taking_too_long),
-            (BackendErrorKind::AgentFailed, &t.agent_error),
-            (BackendErrorKind::TooLarge, &t.agent_error),
-            (BackendErrorKind::Backpressure, &t.busy),
-            (BackendErrorKind::Closed, &t.restarting),
+            (
+                Error::CircuitOpen {
+                    retry_after: Duration::ZERO,
+                },
+                &t.unavailable,
+            ),
+            (
+                Error::Unavailable {
+                    message: "x".into(),
+                    retry_after: None,
+                },
+                &t.unavailable,
+            ),
+            (
+                Error::Rejected(shared_protocol::ErrorShape::new(
+                    shared_protocol::ErrorCode::InvalidRequest,
+                    "x",
+                )),
+                &t.unavailable,
+            ),
+            (
+                Error::SendAckTimeout(Duration::from_secs(1)),
+                &t.taking_too_long,
+            ),
+            (
+                Error::AgentFailed {
+                    message: None,
+                    kind: None,
+                },
+                &t.agent_error,
+            ),
+            (Error::AccumulationCap, &t.agent_error),
+            (Error::Backpressure, &t.busy),
+            (Error::Closed, &t.restarting),
+            (Error::ShuttingDown, &t.restarting),
+            (Error::UnknownGateway("g".into()), &t.unavailable),
         ];
-        for (kind, text) in told {
-            let a = Answer::from_error(&BackendError::new(kind, "x"), &t);
-            assert_eq!(a.outcome.status(), StatusCode::OK, "{kind:?}");
-            assert_eq!(a.reply.as_deref(), Some(text.as_str()), "{kind:?}");
+        for (e, text) in told {
+            let a = Answer::from_run(Err(e.clone()), &t);
+            assert_eq!(a.outcome, Outcome::Failed(e.kind()), "{e}");
+            assert_eq!(
+                a.outcome.as_str(),
+                e.kind().as_str(),
+                "the label is the kind"
+            );
+            assert_eq!(a.outcome.status(), StatusCode::OK, "{e}");
+            assert_eq!(a.reply.as_deref(), Some(text.as_str()), "{e}");
+            assert_eq!(a.retryable, e.is_retryable(), "{e}");
         }
-        for o in [
-            Outcome::TooLong,
-            Outcome::ShuttingDown,
-            Outcome::UnknownAgent,
-        ] {
+        for kind in ErrorKind::ALL {
+            let o = Outcome::Failed(kind);
+            assert_eq!(o.status(), StatusCode::OK);
+            assert!(o.text(&t).is_some(), "{kind:?}");
+        }
+        for o in [Outcome::TooLong, Outcome::UnknownAgent] {
             assert_eq!(o.status(), StatusCode::OK);
             assert!(o.text(&t).is_some(), "{o:?}");
         }
@@ -258,5 +334,7 @@ mod tests {
         ];
         let distinct: std::collections::HashSet<_> = texts.iter().collect();
         assert_eq!(distinct.len(), texts.len());
+        let labels: std::collections::HashSet<_> = Outcome::all().map(Outcome::as_str).collect();
+        assert_eq!(labels.len(), Outcome::all().count(), "labels are distinct");
     }
 }

@@ -2,21 +2,15 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use shared_protocol::SessionKey;
 
-use super::agent_backend::{
-    AgentBackend, BackendError, BackendErrorKind, BackendReply, BackendRun, GatewayHealth,
-};
-use crate::config::GatewayEntry;
-use crate::gateway::{
-    BreakerState, CertPin, ConnectionState, ErrorKind, GatewayConfig, GatewayError, GatewayPool,
-    ReplyOutcome, RunRequest,
-};
+use super::agent_backend::{AgentBackend, GatewayHealth, ReplyFuture, Started};
+use crate::error::Error;
+use crate::gateway::{BreakerState, ConnectionState, GatewayPool, RunRequest};
 
 /// The production backend.
 #[derive(Clone)]
@@ -28,7 +22,7 @@ pub struct PoolBackend {
 }
 
 impl PoolBackend {
-    /// Wraps a pool whose gateways were added with [`PoolBackend::gateway_config`].
+    /// Wraps a pool whose gateways are `names`.
     pub fn new(pool: GatewayPool, names: Vec<String>) -> Self {
         Self {
             pool,
@@ -41,89 +35,41 @@ impl PoolBackend {
     pub fn pool(&self) -> &GatewayPool {
         &self.pool
     }
-
-    /// The connection layer's config for one configured gateway.
-    ///
-    /// # Errors
-    /// [`GatewayError::Config`] for a bad pin.
-    pub fn gateway_config(entry: &GatewayEntry) -> Result<GatewayConfig, GatewayError> {
-        let mut c = GatewayConfig::new(entry.url.clone(), entry.token.clone());
-        c.pins = entry
-            .pins
-            .iter()
-            .map(|p| p.parse::<CertPin>())
-            .collect::<Result<_, _>>()?;
-        c.device_key_path.clone_from(&entry.device_key_path);
-        c.send_ack_timeout = Duration::from_secs(entry.send_ack_timeout_secs);
-        c.run_timeout = Duration::from_secs(entry.run_timeout_secs);
-        if let Some(n) = entry.max_in_flight {
-            c.max_in_flight = n;
-        }
-        Ok(c)
-    }
-}
-
-/// Classifies a connection-layer error for the service.
-pub fn classify(e: &GatewayError) -> BackendError {
-    let kind = match e.kind() {
-        ErrorKind::Timeout => BackendErrorKind::Timeout,
-        ErrorKind::CircuitOpen => BackendErrorKind::CircuitOpen,
-        ErrorKind::Backpressure => BackendErrorKind::Backpressure,
-        ErrorKind::Rejected => BackendErrorKind::Rejected,
-        ErrorKind::AgentError => BackendErrorKind::AgentFailed,
-        ErrorKind::AccumulationCap => BackendErrorKind::TooLarge,
-        ErrorKind::Closed => BackendErrorKind::Closed,
-        ErrorKind::Unavailable
-        | ErrorKind::RateLimited
-        | ErrorKind::WsError
-        | ErrorKind::Tls
-        | ErrorKind::Auth
-        | ErrorKind::Config => BackendErrorKind::Unavailable,
-    };
-    BackendError::new(kind, e.to_string())
-}
-
-fn unknown(gateway: &str) -> BackendError {
-    BackendError::new(
-        BackendErrorKind::UnknownGateway,
-        format!("no gateway named {gateway:?}"),
-    )
 }
 
 impl AgentBackend for PoolBackend {
-    fn run(&self, run: BackendRun) -> BoxFuture<'static, Result<BackendReply, BackendError>> {
-        let handle = self.pool.get(&run.gateway);
-        async move {
-            let handle = handle.ok_or_else(|| unknown(&run.gateway))?;
-            let reply = handle
-                .run(RunRequest {
-                    session_key: run.session_key,
-                    message: run.message,
-                    idempotency_key: run.idempotency_key,
-                })
-                .await
-                .map_err(|e| classify(&e))?;
-            Ok(BackendReply {
-                run_id: reply.run_id,
-                text: reply.text,
-                aborted: matches!(reply.outcome, ReplyOutcome::Aborted),
-                time_to_first_delta: reply.stats.time_to_first_delta,
-            })
+    fn run(&self, gateway: &str, request: RunRequest) -> Started {
+        let Some(handle) = self.pool.get(gateway) else {
+            let e = Error::UnknownGateway(gateway.to_string());
+            return Started {
+                joined: false,
+                reply: async move { Err(e) }.boxed(),
+            };
+        };
+        match handle.start(request) {
+            Ok(waiter) => Started {
+                joined: waiter.joined(),
+                reply: waiter.boxed(),
+            },
+            Err(e) => Started {
+                joined: false,
+                reply: async move { Err(e) }.boxed(),
+            },
         }
-        .boxed()
     }
 
-    fn reset(
-        &self,
-        gateway: &str,
-        key: &SessionKey,
-    ) -> BoxFuture<'static, Result<(), BackendError>> {
+    fn attach(&self, gateway: &str, idempotency_key: &str) -> Option<ReplyFuture> {
+        let waiter = self.pool.get(gateway)?.attach(idempotency_key)?;
+        Some(waiter.boxed())
+    }
+
+    fn reset(&self, gateway: &str, key: &SessionKey) -> BoxFuture<'static, Result<(), Error>> {
         let handle = self.pool.get(gateway);
         let gateway = gateway.to_string();
         let key = key.clone();
         async move {
-            let handle = handle.ok_or_else(|| unknown(&gateway))?;
-            handle.reset_session(&key).await.map_err(|e| classify(&e))
+            let handle = handle.ok_or(Error::UnknownGateway(gateway))?;
+            handle.reset_session(&key).await
         }
         .boxed()
     }
@@ -151,5 +97,13 @@ impl AgentBackend for PoolBackend {
                 }
             })
             .collect()
+    }
+
+    fn runs_in_flight(&self) -> usize {
+        self.names
+            .iter()
+            .filter_map(|n| self.pool.get(n))
+            .map(|h| h.runs_in_flight())
+            .sum()
     }
 }

@@ -28,7 +28,7 @@ impl Service {
             &serde_json::json!({
                 "status": if self.is_shutting_down() { "shutting_down" } else { "ok" },
                 "gateways": gateways,
-                "inFlight": self.inner.traces.running(),
+                "inFlight": self.inner.backend.runs_in_flight(),
             }),
         )
     }
@@ -59,6 +59,9 @@ impl Service {
 
     /// Prometheus text format of the registry (service and gateway metrics).
     pub(super) fn metrics_text(&self) -> HttpResponse {
+        self.inner
+            .metrics
+            .set_in_flight(self.inner.backend.runs_in_flight());
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.inner.registry.gather(), &mut buf) {
             return http_util::error(StatusCode::INTERNAL_SERVER_ERROR, "metrics", &e.to_string());

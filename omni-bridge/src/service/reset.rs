@@ -7,7 +7,6 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::agent_backend::BackendErrorKind;
 use super::http_util::{self, Bearer, BodyError, HttpResponse};
 use super::{RESET_TIMEOUT, Service};
 
@@ -73,10 +72,7 @@ impl Service {
                 "chatId or sessionId is required",
             );
         };
-        let Some(route) = self
-            .route(&request.agent_id, Some(&request.instance_id))
-            .cloned()
-        else {
+        let Some(route) = self.route(&request.agent_id, Some(&request.instance_id)) else {
             return http_util::error(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -104,15 +100,16 @@ impl Service {
                 ),
             ),
             Ok(Err(e)) => {
-                let status = match e.kind {
-                    BackendErrorKind::Unavailable
-                    | BackendErrorKind::CircuitOpen
-                    | BackendErrorKind::Backpressure
-                    | BackendErrorKind::Closed
-                    | BackendErrorKind::Timeout => StatusCode::SERVICE_UNAVAILABLE,
-                    _ => StatusCode::BAD_GATEWAY,
+                // The one classification decides: a failure that may pass is "try again" (503).
+                let status = if e.is_retryable() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
                 };
-                (false, http_util::error(status, e.kind.as_str(), &e.detail))
+                (
+                    false,
+                    http_util::error(status, e.kind().as_str(), &e.to_string()),
+                )
             }
             Err(_) => (
                 false,

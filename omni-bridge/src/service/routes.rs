@@ -16,22 +16,27 @@ pub const RESET_PATH: &str = "/omni/sessions/reset";
 impl Service {
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
-        let path = req.uri().path().to_string();
+        let path = req.uri().path();
         let agent = path
             .strip_prefix(TRIGGER_PREFIX)
             .and_then(|rest| rest.strip_suffix(TRIGGER_SUFFIX))
             .filter(|a| !a.is_empty() && !a.contains('/'));
-        match (req.method(), path.as_str(), agent) {
-            (&Method::POST, _, Some(agent)) => {
-                let agent = agent.to_string();
-                self.trigger(&agent, req).await
-            }
-            (&Method::HEAD, _, Some(_)) => http_util::empty(StatusCode::OK),
-            (&Method::POST, RESET_PATH, None) => self.reset_endpoint(req).await,
-            (&Method::GET | &Method::HEAD, "/health", None) => self.health(req.headers()),
-            (&Method::GET | &Method::HEAD, "/ready", None) => self.ready(),
-            (&Method::GET, "/metrics", None) => self.metrics_text(),
-            (_, _, Some(_)) | (_, RESET_PATH | "/health" | "/ready" | "/metrics", None) => {
+        if req.method() == Method::POST
+            && let Some(agent) = agent
+        {
+            let agent = agent.to_owned();
+            return self.trigger(&agent, req).await;
+        }
+        let trigger_path = agent.is_some();
+        let path = path.to_owned();
+        let method = req.method().clone();
+        match (&method, path.as_str(), trigger_path) {
+            (&Method::HEAD, _, true) => http_util::empty(StatusCode::OK),
+            (&Method::POST, RESET_PATH, false) => self.reset_endpoint(req).await,
+            (&Method::GET | &Method::HEAD, "/health", false) => self.health(req.headers()),
+            (&Method::GET | &Method::HEAD, "/ready", false) => self.ready(),
+            (&Method::GET, "/metrics", false) => self.metrics_text(),
+            (_, _, true) | (_, RESET_PATH | "/health" | "/ready" | "/metrics", false) => {
                 http_util::error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",

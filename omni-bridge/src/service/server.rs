@@ -18,8 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::Service;
 
-/// Most HTTP connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
 /// Time a client has to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -40,7 +38,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(service.inner.max_connections));
     let stop = shutdown.clone();
     accept_until(&listener, &service, &graceful, &permits, stop.cancelled()).await?;
     service.begin_shutdown();
@@ -48,7 +46,7 @@ pub async fn run(
     let deadline = Instant::now() + grace;
     tracing::info!(
         grace_secs = grace.as_secs(),
-        in_flight = service.inner.traces.running(),
+        in_flight = service.inner.backend.runs_in_flight(),
         "shutting down: finishing runs in flight; new messages get the restarting text"
     );
     service.inner.runs.close();

@@ -6,7 +6,7 @@
 //! the bridge's own for what that provider never said (agent error, busy, restarting); a config
 //! file overrides them per locale and per agent.
 
-use serde::Deserialize;
+use crate::config::texts::TextOverrides;
 
 /// The resolved set of texts for one agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +81,18 @@ impl Texts {
         }
     }
 
+    /// The built-in texts of `locale` with the config's `[texts.<locale>]` over them.
+    pub fn for_locale(
+        locale: &str,
+        overrides: &std::collections::BTreeMap<String, TextOverrides>,
+    ) -> Self {
+        let texts = Self::builtin(locale);
+        match overrides.get(locale) {
+            Some(over) => texts.with(over),
+            None => texts,
+        }
+    }
+
     /// These texts with every set field of `over` replacing its own.
     pub fn with(mut self, over: &TextOverrides) -> Self {
         let pairs = [
@@ -99,54 +111,6 @@ impl Texts {
             }
         }
         self
-    }
-}
-
-/// Optional replacements, as written in the config file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextOverrides {
-    /// See [`Texts::unavailable`].
-    pub unavailable: Option<String>,
-    /// See [`Texts::taking_too_long`].
-    pub taking_too_long: Option<String>,
-    /// See [`Texts::agent_error`].
-    pub agent_error: Option<String>,
-    /// See [`Texts::busy`].
-    pub busy: Option<String>,
-    /// See [`Texts::restarting`].
-    pub restarting: Option<String>,
-    /// See [`Texts::message_too_long`].
-    pub message_too_long: Option<String>,
-    /// See [`Texts::session_cleared`].
-    pub session_cleared: Option<String>,
-    /// See [`Texts::reset_failed`].
-    pub reset_failed: Option<String>,
-}
-
-impl TextOverrides {
-    /// Refuses empty strings (a user would get an empty message).
-    ///
-    /// # Errors
-    /// The name of the first empty field.
-    pub fn validate(&self) -> Result<(), &'static str> {
-        let fields = [
-            ("unavailable", &self.unavailable),
-            ("taking_too_long", &self.taking_too_long),
-            ("agent_error", &self.agent_error),
-            ("busy", &self.busy),
-            ("restarting", &self.restarting),
-            ("message_too_long", &self.message_too_long),
-            ("session_cleared", &self.session_cleared),
-            ("reset_failed", &self.reset_failed),
-        ];
-        match fields
-            .into_iter()
-            .find(|(_, v)| v.as_deref().is_some_and(|s| s.trim().is_empty()))
-        {
-            Some((name, _)) => Err(name),
-            None => Ok(()),
-        }
     }
 }
 

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use omni_bridge::gateway::{BackoffConfig, GatewayConfig, GatewayPool, RunRequest};
+use omni_bridge::config::{BackoffConfig, GatewayConfig};
+use omni_bridge::gateway::{GatewayPool, RunRequest};
 use shared_protocol::frame::Frame;
 use shared_protocol::{AgentId, Secret, SessionKey};
 use tokio::net::TcpListener;

@@ -2,22 +2,22 @@
 //! on 127.0.0.1:0 in-process, and a tiny HTTP client.
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
-use omni_bridge::register::http::{HttpClient, HttpReply};
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::error::Error;
+use omni_bridge::gateway::{ReplyOutcome, RunReply, RunRequest, RunStats};
+use omni_bridge::http_client::{HttpClient, HttpReply};
 use omni_bridge::service::Service;
-use omni_bridge::service::agent_backend::{
-    AgentBackend, BackendError, BackendReply, BackendRun, GatewayHealth,
-};
+use omni_bridge::service::agent_backend::{AgentBackend, GatewayHealth, ReplyFuture, Started};
 use parking_lot::Mutex;
 use shared_protocol::{Secret, SessionKey};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,22 +27,35 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the fake does with the next run.
 pub enum Step {
     Reply(String),
-    Fail(BackendError),
+    Fail(Error),
 }
 
-/// A backend that answers like the fake LLM, records every call, and can hold runs until
-/// released.
+/// One run a test asked for.
+#[derive(Debug, Clone)]
+pub struct FakeRun {
+    pub gateway: String,
+    pub session_key: SessionKey,
+    pub message: String,
+    pub idempotency_key: String,
+}
+
+type Shared = watch::Receiver<Option<Result<RunReply, Error>>>;
+
+/// A backend that answers like the fake LLM, records every call, can hold runs until
+/// released, and joins a second run of an idempotency key in flight (like the gateway layer).
 #[derive(Default)]
 pub struct FakeBackend {
-    pub runs: Mutex<Vec<BackendRun>>,
+    pub runs: Mutex<Vec<FakeRun>>,
     pub resets: Mutex<Vec<(String, SessionKey)>>,
     pub script: Mutex<VecDeque<Step>>,
-    pub reset_results: Mutex<VecDeque<BackendError>>,
+    pub reset_results: Mutex<VecDeque<Error>>,
     pub health: Mutex<Vec<GatewayHealth>>,
     /// When set, every run waits for a permit.
     pub gate: Mutex<Option<Arc<Semaphore>>>,
     /// Number of runs started so far.
-    pub started: tokio::sync::watch::Sender<usize>,
+    pub started: watch::Sender<usize>,
+    /// Runs in flight by idempotency key.
+    in_flight: Arc<Mutex<HashMap<String, Shared>>>,
 }
 
 impl FakeBackend {
@@ -85,40 +98,74 @@ pub fn fake_reply(message: &str) -> String {
     format!("FAKE-REPLY: you said <<{message}>>. chunk-a chunk-b chunk-c")
 }
 
+fn reply(run_id: String, text: String) -> RunReply {
+    RunReply {
+        run_id,
+        text,
+        outcome: ReplyOutcome::Completed,
+        stats: RunStats {
+            time_to_first_delta: Some(Duration::from_millis(3)),
+            ..RunStats::default()
+        },
+    }
+}
+
+fn wait(mut rx: Shared) -> ReplyFuture {
+    async move {
+        match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Err(Error::Closed)),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+    .boxed()
+}
+
 impl AgentBackend for FakeBackend {
-    fn run(&self, run: BackendRun) -> BoxFuture<'static, Result<BackendReply, BackendError>> {
-        self.runs.lock().push(run.clone());
+    fn run(&self, gateway: &str, request: RunRequest) -> Started {
+        let key = request.idempotency_key.clone();
+        if let Some(rx) = self.in_flight.lock().get(&key).cloned() {
+            return Started {
+                joined: true,
+                reply: wait(rx),
+            };
+        }
+        self.runs.lock().push(FakeRun {
+            gateway: gateway.to_string(),
+            session_key: request.session_key.clone(),
+            message: request.message.clone(),
+            idempotency_key: key.clone(),
+        });
         let step = self.script.lock().pop_front();
         let gate = self.gate.lock().clone();
+        let (tx, rx) = watch::channel(None);
+        self.in_flight.lock().insert(key.clone(), rx.clone());
         self.started.send_modify(|n| *n += 1);
-        async move {
+        let in_flight = self.in_flight.clone();
+        // The run goes on without its caller, like the gateway's.
+        tokio::spawn(async move {
             if let Some(g) = gate {
                 let _permit = g.acquire().await;
             }
-            match step {
+            let result = match step {
                 Some(Step::Fail(e)) => Err(e),
-                Some(Step::Reply(text)) => Ok(BackendReply {
-                    run_id: run.idempotency_key,
-                    text,
-                    aborted: false,
-                    time_to_first_delta: Some(Duration::from_millis(3)),
-                }),
-                None => Ok(BackendReply {
-                    run_id: run.idempotency_key,
-                    text: fake_reply(&run.message),
-                    aborted: false,
-                    time_to_first_delta: Some(Duration::from_millis(3)),
-                }),
-            }
+                Some(Step::Reply(text)) => Ok(reply(key.clone(), text)),
+                None => Ok(reply(key.clone(), fake_reply(&request.message))),
+            };
+            in_flight.lock().remove(&key);
+            tx.send_replace(Some(result));
+        });
+        Started {
+            joined: false,
+            reply: wait(rx),
         }
-        .boxed()
     }
 
-    fn reset(
-        &self,
-        gateway: &str,
-        key: &SessionKey,
-    ) -> BoxFuture<'static, Result<(), BackendError>> {
+    fn attach(&self, _gateway: &str, idempotency_key: &str) -> Option<ReplyFuture> {
+        let rx = self.in_flight.lock().get(idempotency_key).cloned()?;
+        Some(wait(rx))
+    }
+
+    fn reset(&self, gateway: &str, key: &SessionKey) -> BoxFuture<'static, Result<(), Error>> {
         self.resets.lock().push((gateway.to_string(), key.clone()));
         let result = self.reset_results.lock().pop_front();
         async move { result.map_or(Ok(()), Err) }.boxed()
@@ -127,11 +174,15 @@ impl AgentBackend for FakeBackend {
     fn health(&self) -> Vec<GatewayHealth> {
         self.health.lock().clone()
     }
+
+    fn runs_in_flight(&self) -> usize {
+        self.in_flight.lock().len()
+    }
 }
 
 pub fn base_config() -> BridgeConfig {
     BridgeConfig::single(
-        GatewayEntry::new("ws://127.0.0.1:1", Secret::new("gw".to_string())),
+        GatewayConfig::new("ws://127.0.0.1:1", Secret::new("gw".to_string())),
         "main",
         Secret::new(INBOUND.to_string()),
     )

@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use integration_tests::{Client, Target};
-use omni_bridge::config::{BridgeConfig, GatewayEntry};
+use omni_bridge::bridge::{RunningBridge, StartOptions};
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::http_client::{HttpClient, Method};
 use omni_bridge::omni::api::{OmniApi, items, str_field};
-use omni_bridge::register::http::{HttpClient, Method};
 use omni_bridge::register::{RegisterOptions, register};
-use omni_bridge::service::bridge::{RunningBridge, StartOptions};
 use serde_json::{Value, json};
 use shared_protocol::Secret;
 use tokio::sync::{Mutex, MutexGuard};
@@ -130,7 +130,7 @@ impl Suite {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let agent = format!("t{}-{tag}", self.run_id);
         let mut config = BridgeConfig::single(
-            GatewayEntry::new(
+            GatewayConfig::new(
                 self.gateway.url.clone(),
                 Secret::new(self.gateway.token.clone()),
             ),

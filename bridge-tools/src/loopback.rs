@@ -12,10 +12,10 @@ use shared_protocol::Secret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::LimitsConfig;
-use crate::credential::TokenHash;
-use crate::pin::Pin;
-use crate::{Config, Listeners, Proxy, ProxyError, Shutdown};
+use gateway_proxy::config::LimitsConfig;
+use gateway_proxy::credential::TokenHash;
+use gateway_proxy::pin::Pin;
+use gateway_proxy::{Config, Listeners, Proxy, ProxyError, Shutdown};
 
 /// A running loopback proxy.
 #[derive(Debug)]
@@ -69,10 +69,10 @@ impl LoopbackProxy {
         client_token: &Secret,
         limits: LimitsConfig,
     ) -> Result<Self, ProxyError> {
-        let cert = crate::tls::self_signed(&["localhost".into(), "127.0.0.1".into()])?;
+        let cert = gateway_proxy::tls::self_signed(&["localhost".into(), "127.0.0.1".into()])?;
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        crate::tls::write_private(&cert_path, cert.cert_pem.as_bytes())?;
-        crate::tls::write_private(&key_path, cert.key_pem.expose().as_bytes())?;
+        gateway_proxy::tls::write_private(&cert_path, cert.cert_pem.as_bytes())?;
+        gateway_proxy::tls::write_private(&key_path, cert.key_pem.expose().as_bytes())?;
         let mut config = Config::from_toml(&config_text(
             &dir,
             upstream_url,

@@ -1,4 +1,5 @@
-//! `omni-bridge demo`: the whole path on loopback with nothing installed.
+//! The loopback demo (`cargo run --release -p bridge-tools --bin demo`): the whole path with
+//! nothing installed.
 //!
 //! Starts the in-process mock OpenClaw gateway, the gateway-proxy in front of it (TLS with a fresh
 //! self-signed certificate, which the bridge pins) and the bridge (real HTTP service, real pooled
@@ -9,18 +10,18 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use clap::Args;
+use clap::Parser;
 use gateway_proxy::config::LimitsConfig;
-use gateway_proxy::loopback::LoopbackProxy;
 use http::Method;
 use mock_gateway::MockGateway;
+use omni_bridge::bridge::{RunningBridge, StartError};
+use omni_bridge::config::{BridgeConfig, GatewayConfig};
+use omni_bridge::http_client::HttpClient;
 use shared_protocol::Secret;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::config::{BridgeConfig, GatewayEntry};
-use crate::register::http::HttpClient;
-use crate::service::bridge::{RunningBridge, StartError};
+use crate::loopback::LoopbackProxy;
 
 /// Long help for `demo`.
 pub const LONG_ABOUT: &str = "Start a mock OpenClaw gateway, gateway-proxy in front of it (TLS with a \
@@ -28,7 +29,7 @@ fresh self-signed certificate that the bridge pins) and the bridge on loopback, 
 people chatting, a retried delivery, a /reset, two messages at once on one chat), and print the \
 replies and latencies as a table. Needs no config, no network and no gateway. --direct leaves the \
 proxy out.\n\n\
-Example:\n  cargo run --release -p omni-bridge -- demo";
+Example:\n  cargo run --release -p bridge-tools --bin demo";
 
 /// Token shared by the demo's mock gateway and bridge.
 const DEMO_GATEWAY_TOKEN: &str = "demo-gateway-token";
@@ -42,7 +43,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_POLL: Duration = Duration::from_millis(20);
 
 /// Flags of `demo`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Parser)]
+#[command(name = "demo", about = "Mock gateway, gateway-proxy and omni-bridge on loopback: plays Omni and prints the replies.", long_about = LONG_ABOUT)]
 pub struct DemoArgs {
     /// Pause between streamed reply chunks at the mock gateway, in milliseconds.
     #[arg(long, default_value_t = 10)]
@@ -70,7 +72,7 @@ pub enum DemoError {
     NotReady(Duration),
     /// A request failed.
     #[error("demo: request failed: {0}")]
-    Http(#[from] crate::register::http::HttpError),
+    Http(#[from] omni_bridge::http_client::HttpError),
 }
 
 struct Row {
@@ -115,11 +117,11 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
     };
     let (gateway, path) = match &proxy {
         Some(p) => {
-            let mut entry = GatewayEntry::new(
+            let mut entry = GatewayConfig::new(
                 p.wss_url.clone(),
                 Secret::new(DEMO_PROXY_CREDENTIAL.to_string()),
             );
-            entry.pins = vec![p.pin.to_string()];
+            entry.pins = vec![p.pin];
             (
                 entry,
                 format!(
@@ -131,7 +133,7 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
             )
         }
         None => (
-            GatewayEntry::new(mock.url(), gateway_token),
+            GatewayConfig::new(mock.url(), gateway_token),
             format!("bridge -> mock gateway {}", mock.url()),
         ),
     };
@@ -157,7 +159,7 @@ pub async fn run(args: &DemoArgs) -> Result<String, DemoError> {
 }
 
 /// Starts the bridge on loopback for `gateway`, plays Omni against it, stops it.
-async fn play_through(gateway: GatewayEntry) -> Result<(Vec<Row>, String), DemoError> {
+async fn play_through(gateway: GatewayConfig) -> Result<(Vec<Row>, String), DemoError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let mut config =
         BridgeConfig::single(gateway, "main", Secret::new(DEMO_INBOUND_TOKEN.to_string()));
@@ -341,4 +343,14 @@ fn table(rows: &[Row]) -> String {
         out.push_str(&line(row));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::DemoArgs::command().debug_assert();
+    }
 }

@@ -1,16 +1,18 @@
-//! Configuration of one gateway connection, with the defaults of Omni's TypeScript provider.
+//! `[gateways.<name>]`: one gateway connection, with every tunable of the connection layer
+//! (budgets, bounds, breaker, backoff, health, reply cap). The connection layer
+//! ([`crate::gateway`]) uses this struct as it is: there is no second schema.
 //!
-//! Durations are written either as an integer number of milliseconds (`10000`) or as a string
-//! with a unit: `"250ms"`, `"10s"`, `"2m"` (one number, one unit, no spaces inside).
+//! Defaults are those of Omni's TypeScript provider where it had one. Durations use the one
+//! syntax of [`super::duration`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use shared_protocol::Secret;
+use shared_protocol::pin::Pin;
 
-use super::error::GatewayError;
-use super::pin::CertPin;
+use super::duration;
 
 /// Default budget for getting a `chat.send` acknowledged, including waiting for the connection
 /// (Omni's provider used 10 s).
@@ -24,29 +26,30 @@ pub const DEFAULT_MAX_QUEUED_PER_SESSION: usize = 16;
 /// Default period of the `health` request.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// One gateway: where it is, how to authenticate, and the budgets of its runs.
+/// One gateway: where it is, how to authenticate, and the budgets and bounds of its runs.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// `ws://` or `wss://` URL of the gateway.
+    /// `ws://` or `wss://` URL of the gateway (or of gateway-proxy in front of it).
     pub url: String,
-    /// Shared gateway token (never logged).
+    /// Shared gateway token, or the proxy credential (never logged).
+    #[serde(default)]
     pub token: Secret,
     /// Certificate pins for `wss://` (`sha256/cert:<hex>` or `sha256/spki:<hex>`); empty means
     /// normal WebPKI verification.
     #[serde(default)]
-    pub pins: Vec<CertPin>,
+    pub pins: Vec<Pin>,
     /// Ed25519 seed file of the device identity, created (mode 0600) on first use; the device
     /// token the gateway issues is stored beside it (`<path>.token`). `None`: no device identity.
     #[serde(default)]
     pub device_key_path: Option<PathBuf>,
     /// Budget for a `chat.send` ack, including the wait for a ready connection.
-    #[serde(default = "d_send_ack", deserialize_with = "de_duration")]
+    #[serde(default = "d_send_ack", deserialize_with = "duration::deserialize")]
     pub send_ack_timeout: Duration,
     /// Budget of the accumulation phase (ack to terminal event).
-    #[serde(default = "d_run", deserialize_with = "de_duration")]
+    #[serde(default = "d_run", deserialize_with = "duration::deserialize")]
     pub run_timeout: Duration,
-    /// Runs in flight on this connection; beyond it `run()` fails with `Backpressure` at once.
+    /// Runs in flight on this connection; beyond it a run fails with `Backpressure` at once.
     #[serde(default = "d_in_flight")]
     pub max_in_flight: usize,
     /// Later messages that may wait behind a session's active run (FIFO).
@@ -59,7 +62,7 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub backoff: BackoffConfig,
     /// Period of the `health` request (never counts towards the breaker).
-    #[serde(default = "d_health", deserialize_with = "de_duration")]
+    #[serde(default = "d_health", deserialize_with = "duration::deserialize")]
     pub health_interval: Duration,
     /// Largest reply accepted from one run, in bytes.
     #[serde(default = "d_reply_cap")]
@@ -85,6 +88,21 @@ impl std::fmt::Debug for GatewayConfig {
     }
 }
 
+/// A gateway key that fails validation, and why (the caller prefixes `gateways.<name>.`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key under `[gateways.<name>]`, e.g. `breaker.failure_threshold`.
+    pub key: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
 impl GatewayConfig {
     /// A config with every default: 10 s send-ack, 120 s run, 50 in flight, 16 queued per
     /// session, breaker 3 failures / 60 s -> 30 s open, backoff 800 ms .. 15 s, health 30 s,
@@ -106,33 +124,68 @@ impl GatewayConfig {
         }
     }
 
-    /// Checks the values a connection cannot work with.
+    /// The longest a run through this gateway may take: send-ack plus run timeout.
+    pub fn run_budget(&self) -> Duration {
+        self.send_ack_timeout.saturating_add(self.run_timeout)
+    }
+
+    /// Checks every value a connection cannot work with (the token is checked by the bridge's
+    /// `validate`, which knows where it may come from).
     ///
     /// # Errors
-    /// [`GatewayError::Config`] naming the first bad field.
-    pub fn validate(&self) -> Result<(), GatewayError> {
-        let bad = |what: &str| Err(GatewayError::Config(what.to_string()));
+    /// [`Invalid`] naming the first bad key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &'static str, message: &str| {
+            Err(Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
         let scheme = self.url.split_once("://").map(|(s, _)| s);
         if !matches!(scheme, Some("ws" | "wss")) {
-            return bad("url must start with ws:// or wss://");
+            return Err(Invalid {
+                key: "url",
+                message: format!(
+                    "{:?} must start with ws:// or wss:// (the OpenClaw gateway speaks WebSocket, default ws://127.0.0.1:18789)",
+                    self.url
+                ),
+            });
         }
         if !self.pins.is_empty() && scheme != Some("wss") {
-            return bad("pins need a wss:// url");
+            return bad("pins", "pins need a wss:// url");
         }
-        if self.send_ack_timeout.is_zero() || self.run_timeout.is_zero() {
-            return bad("send_ack_timeout and run_timeout must be > 0");
+        if self.send_ack_timeout.is_zero() {
+            return bad("send_ack_timeout", "must be more than 0");
+        }
+        if self.run_timeout.is_zero() {
+            return bad("run_timeout", "must be more than 0");
         }
         if self.max_in_flight == 0 {
-            return bad("max_in_flight must be > 0");
+            return bad("max_in_flight", "must be at least 1");
         }
-        if self.health_interval.is_zero() || self.reply_cap_bytes == 0 {
-            return bad("health_interval and reply_cap_bytes must be > 0");
+        if self.health_interval.is_zero() {
+            return bad("health_interval", "must be more than 0");
+        }
+        if self.reply_cap_bytes == 0 {
+            return bad("reply_cap_bytes", "must be at least 1");
         }
         if self.breaker.failure_threshold == 0 {
-            return bad("breaker.failure_threshold must be > 0");
+            return bad("breaker.failure_threshold", "must be at least 1");
+        }
+        if self.breaker.window.is_zero() || self.breaker.open_for.is_zero() {
+            return bad(
+                "breaker.open_for",
+                "breaker.window and breaker.open_for must be more than 0",
+            );
         }
         if self.backoff.min_delay.is_zero() || self.backoff.max_delay < self.backoff.min_delay {
-            return bad("backoff needs 0 < min_delay <= max_delay");
+            return bad(
+                "backoff.max_delay",
+                "backoff needs 0 < min_delay <= max_delay",
+            );
+        }
+        if !(self.backoff.factor.is_finite() && self.backoff.factor >= 1.0) {
+            return bad("backoff.factor", "must be a number >= 1");
         }
         Ok(())
     }
@@ -146,10 +199,10 @@ pub struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,
     /// The failures must fall within this window.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub window: Duration,
     /// How long the breaker stays open before a probe.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub open_for: Duration,
 }
 
@@ -168,10 +221,10 @@ impl Default for BreakerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BackoffConfig {
     /// First delay.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub min_delay: Duration,
     /// Cap.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "duration::deserialize")]
     pub max_delay: Duration,
     /// Growth per attempt.
     pub factor: f32,
@@ -209,43 +262,6 @@ fn d_reply_cap() -> usize {
     shared_protocol::accumulator::DEFAULT_REPLY_CAP_BYTES
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"` or a bare number of milliseconds.
-///
-/// # Errors
-/// A message saying what was expected.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 10s, 2m"))?;
-    match unit {
-        "" | "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(format!(
-            "invalid duration unit in {text:?}: use ms, s, m or h"
-        )),
-    }
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Millis(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
-        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +275,7 @@ mod tests {
         assert_eq!(c.breaker.failure_threshold, 3);
         assert_eq!(c.backoff.min_delay, Duration::from_millis(800));
         assert_eq!(c.reply_cap_bytes, 1024 * 1024);
+        assert_eq!(c.run_budget(), Duration::from_secs(130));
         c.validate().unwrap();
     }
 
@@ -269,7 +286,7 @@ mod tests {
                token = "secret-token"
                pins = ["sha256/cert:0000000000000000000000000000000000000000000000000000000000000000"]
                send_ack_timeout = "2s"
-               run_timeout = 1500
+               run_timeout = "1500ms"
                breaker = { open_for = "1m" }"#,
         )
         .unwrap();
@@ -280,35 +297,31 @@ mod tests {
         assert_eq!(c.pins.len(), 1);
         assert!(!format!("{c:?}").contains("secret-token"));
         c.validate().unwrap();
-        assert!(
-            toml::from_str::<GatewayConfig>("url = \"ws://x\"\ntoken = \"t\"\nbogus = 1").is_err()
-        );
-        assert!(
-            toml::from_str::<GatewayConfig>(
-                "url = \"ws://x\"\ntoken = \"t\"\nrun_timeout = \"5 parsecs\""
-            )
-            .is_err()
-        );
+        for bad in [
+            "url = \"ws://x\"\ntoken = \"t\"\nbogus = 1",
+            "url = \"ws://x\"\nrun_timeout = \"5 parsecs\"",
+            "url = \"ws://x\"\nrun_timeout = 1500",
+            "url = \"ws://x\"\nsend_ack_timeout_secs = 10",
+        ] {
+            assert!(toml::from_str::<GatewayConfig>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn validate_names_the_bad_field() {
+    fn validate_names_the_bad_key() {
         let mut c = GatewayConfig::new("http://x", Secret::new("t".into()));
-        assert!(matches!(c.validate(), Err(GatewayError::Config(m)) if m.contains("ws://")));
+        assert_eq!(c.validate().unwrap_err().key, "url");
         c.url = "ws://x".into();
-        c.pins = vec![CertPin::Cert([0; 32])];
-        assert!(matches!(c.validate(), Err(GatewayError::Config(m)) if m.contains("wss")));
+        c.pins = vec![Pin::Cert([0; 32])];
+        assert_eq!(c.validate().unwrap_err().key, "pins");
         c.pins.clear();
         c.max_in_flight = 0;
-        assert!(c.validate().is_err());
-    }
-
-    #[test]
-    fn duration_parser() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_millis(3)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("1d").is_err());
+        assert_eq!(c.validate().unwrap_err().key, "max_in_flight");
+        c.max_in_flight = 1;
+        c.breaker.failure_threshold = 0;
+        assert_eq!(c.validate().unwrap_err().key, "breaker.failure_threshold");
+        c.breaker.failure_threshold = 1;
+        c.backoff.factor = 0.5;
+        assert_eq!(c.validate().unwrap_err().key, "backoff.factor");
     }
 }

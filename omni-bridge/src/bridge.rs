@@ -1,4 +1,5 @@
-//! The whole bridge in one value: the gateway pool plus the HTTP service on a bound listener.
+//! The whole bridge in one value: the gateway pool, the HTTP service on a bound listener and the
+//! 🗑 reset consumer, wired together (the one module that knows all of them).
 //!
 //! `serve`, the demo, the benchmark and the end-to-end tests all start the bridge this way, so
 //! they exercise exactly the production wiring.
@@ -12,14 +13,15 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::pool_backend::PoolBackend;
-use super::{Service, ServiceError};
 use crate::config::{BridgeConfig, ConfigError};
-use crate::gateway::{GatewayError, GatewayPool};
+use crate::error::Error;
+use crate::gateway::GatewayPool;
+use crate::http_client::HttpClient;
 use crate::omni::api::OmniApi;
 use crate::omni::binding::TriggerUrls;
 use crate::omni::reset_consumer::{Pause, ResetConsumer};
-use crate::register::http::HttpClient;
+use crate::service::pool_backend::PoolBackend;
+use crate::service::{Service, ServiceError};
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +29,9 @@ pub enum StartError {
     /// Invalid configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Gateway configuration or pool creation failed.
+    /// Pool creation failed.
     #[error("gateway: {0}")]
-    Gateway(#[from] GatewayError),
+    Gateway(#[from] Error),
     /// Service construction failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -82,8 +84,8 @@ impl RunningBridge {
         config.validate()?;
         let pool_shutdown = CancellationToken::new();
         let pool = GatewayPool::new(registry, pool_shutdown.clone())?;
-        for (name, entry) in &config.gateways {
-            pool.upsert(name, PoolBackend::gateway_config(entry)?);
+        for (name, gateway) in &config.gateways {
+            pool.upsert(name, gateway.clone());
         }
         let backend = PoolBackend::new(pool.clone(), config.gateways.keys().cloned().collect());
         let service = Service::new(config, Arc::new(backend), registry)?;
@@ -113,7 +115,11 @@ impl RunningBridge {
         };
         let addr = listener.local_addr()?;
         let service_shutdown = CancellationToken::new();
-        let task = tokio::spawn(super::run(listener, service, service_shutdown.clone()));
+        let task = tokio::spawn(crate::service::run(
+            listener,
+            service,
+            service_shutdown.clone(),
+        ));
         Ok(Self {
             addr,
             pool,
@@ -146,7 +152,7 @@ impl RunningBridge {
     }
 
     /// Stops the 🗑 consumer (a reset in progress is left for redelivery), drains in-flight
-    /// requests within the grace period (see [`super::run`]), then closes the gateway
+    /// requests within the grace period (see [`crate::service::run`]), then closes the gateway
     /// connections.
     ///
     /// # Errors

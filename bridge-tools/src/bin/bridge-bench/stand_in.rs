@@ -1,76 +1,35 @@
-//! A gateway stand-in that answers every `chat.send` at once (ack, then `final`) and records, per
-//! run, when the `chat.send` frame was read and when the `final` frame was about to be written.
-//! With those two instants the benchmark splits the bridge's cost into its two legs.
+//! The gateway stand-in (run as a child process, `bridge-bench stand-in`): the real handshake
+//! shape, then every `chat.send` answered at once with its ack, `--deltas` text deltas and the
+//! `final`, written in one batch. Frames are encoded with the workspace's own encoders; nothing
+//! else is done per run, so it is a lean peer for both the direct client and the bridge.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
 use shared_protocol::chat::{ChatEvent, ChatMessage, ChatSendParams, ChatState};
 use shared_protocol::connect::{HelloAuth, HelloOk, ServerInfo};
 use shared_protocol::frame::{Frame, encode_event, encode_response_ok};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
-/// When the gateway saw a run's `chat.send` and when it wrote its `final`.
-#[derive(Debug, Clone, Copy)]
-pub struct Stamps {
-    /// `chat.send` frame read.
-    pub send_in: Instant,
-    /// `final` frame handed to the socket.
-    pub final_out: Instant,
-}
-
-/// The running stand-in.
-pub struct InstantGateway {
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Stamps by run id.
-    pub stamps: Arc<DashMap<String, Stamps>>,
-    stop: CancellationToken,
-}
-
-impl InstantGateway {
-    /// Binds 127.0.0.1:0 and serves until dropped.
-    pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stamps: Arc<DashMap<String, Stamps>> = Arc::default();
-        let stop = CancellationToken::new();
-        let (s, c) = (stamps.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    () = c.cancelled() => break,
-                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
-                };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(stream, s.clone(), c.clone()));
-            }
-        });
-        Ok(Self { addr, stamps, stop })
-    }
-
-    /// `ws://` URL.
-    pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+/// Serves on 127.0.0.1:`port` (0: any), prints `ready <addr>` and runs until killed.
+pub async fn run(port: u16, deltas: u32) {
+    let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await else {
+        eprintln!("stand-in: cannot bind");
+        return;
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    println!("ready {addr}");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve(stream, deltas));
     }
 }
 
-impl Drop for InstantGateway {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn serve(
-    stream: tokio::net::TcpStream,
-    stamps: Arc<DashMap<String, Stamps>>,
-    stop: CancellationToken,
-) {
+async fn serve(stream: tokio::net::TcpStream, deltas: u32) {
     let config = omni_bridge::gateway::transport::ws_config();
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
@@ -84,24 +43,19 @@ async fn serve(
         return;
     }
     let mut seq = 0u64;
-    loop {
-        let msg = tokio::select! {
-            () = stop.cancelled() => return,
-            m = source.next() => match m { Some(Ok(m)) => m, _ => return },
-        };
+    while let Some(Ok(msg)) = source.next().await {
         let Message::Text(text) = msg else { continue };
-        let now = Instant::now();
         let Ok(Frame::Request(req)) = Frame::parse(text.as_str()) else {
             continue;
         };
-        let mut out = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(2 + deltas as usize);
         match req.method.as_ref() {
             "connect" => {
                 let hello = HelloOk {
                     kind: "hello-ok".into(),
                     protocol: shared_protocol::limits::PROTOCOL_VERSION,
                     server: ServerInfo {
-                        version: "instant-bench".into(),
+                        version: "bench-stand-in".into(),
                         ..ServerInfo::default()
                     },
                     auth: HelloAuth {
@@ -120,21 +74,22 @@ async fn serve(
                 };
                 let ack = serde_json::json!({ "runId": p.idempotency_key, "status": "started" });
                 out.extend(encode_response_ok(&req.id, &ack).ok());
+                let mut text = String::from("ok:");
+                for i in 0..deltas {
+                    let piece = format!(" chunk-{i}");
+                    text.push_str(&piece);
+                    seq += 1;
+                    let mut ev =
+                        ChatEvent::new(&p.idempotency_key, &p.session_key, ChatState::Delta);
+                    ev.delta_text = Some(piece);
+                    ev.seq = Some(u64::from(i) + 1);
+                    out.extend(encode_event("chat", &ev, Some(seq)).ok());
+                }
                 seq += 1;
                 let mut ev = ChatEvent::new(&p.idempotency_key, &p.session_key, ChatState::Final);
-                ev.message = Some(ChatMessage::assistant_text(
-                    &format!("ok: {}", p.message),
-                    0,
-                ));
-                ev.seq = Some(1);
+                ev.message = Some(ChatMessage::assistant_text(&text, 0));
+                ev.seq = Some(u64::from(deltas) + 1);
                 out.extend(encode_event("chat", &ev, Some(seq)).ok());
-                stamps.insert(
-                    p.idempotency_key.clone(),
-                    Stamps {
-                        send_in: now,
-                        final_out: Instant::now(),
-                    },
-                );
             }
             "agents.list" => {
                 let agents =

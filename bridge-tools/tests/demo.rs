@@ -1,9 +1,10 @@
-//! The README's main command: `omni-bridge demo` works with no config and shows every case.
+//! The README's main command (`cargo run --release -p bridge-tools --bin demo`) works with no
+//! config and shows every case.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use omni_bridge::demo::{DemoArgs, run};
+use bridge_tools::demo::{DemoArgs, run};
 
 async fn demo(direct: bool) -> String {
     let args = DemoArgs {

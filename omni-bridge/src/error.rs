@@ -1,8 +1,14 @@
-//! What can go wrong talking to a gateway, classified so callers branch on kinds, never strings.
+//! The bridge's one error type: everything that can keep a message from its reply, classified so
+//! that callers branch on kinds, never on strings (pingora's `Error` is the model).
 //!
-//! [`GatewayError::kind`] gives a closed [`ErrorKind`] used for metric labels and HTTP mapping;
-//! [`GatewayError::is_retryable`] says whether the same request may succeed later;
-//! [`GatewayError::trips_breaker`] says whether it is a sign of a sick gateway (see there).
+//! - [`Error::kind`] gives the closed [`ErrorKind`]: the metric label (`errors_total{kind}`,
+//!   `triggers_total{outcome}`), and, in `service::outcome`, the HTTP status and the text the
+//!   person reads.
+//! - [`Error::side`] says which side failed: the gateway, the agent, or the bridge itself.
+//! - [`Error::is_retryable`] says whether the same request may succeed later: a retryable failure
+//!   is never replayed from the answer cache (Omni's retry of the trace tries again), and the
+//!   reset endpoint answers it 503 instead of 502.
+//! - [`Error::trips_breaker`] says whether it is a sign of a sick gateway (see there).
 
 use std::time::Duration;
 
@@ -61,12 +67,12 @@ impl ConnectError {
     }
 }
 
-/// Errors of [`super::GatewayHandle`] and [`super::GatewayPool`].
+/// Why a run, a reset or a request to a gateway failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum GatewayError {
+pub enum Error {
     /// The `chat.send` went out on a live connection but was not acknowledged in time. (A run
     /// that found no connection at all within the same budget fails with
-    /// [`GatewayError::Unavailable`] instead: the gateway is down, not slow.)
+    /// [`Error::Unavailable`] instead: the gateway is down, not slow.)
     #[error("gateway did not acknowledge the message within {0:?}")]
     SendAckTimeout(Duration),
     /// The run did not end within the accumulation budget.
@@ -144,9 +150,37 @@ pub enum GatewayError {
     /// Invalid configuration.
     #[error("invalid gateway configuration: {0}")]
     Config(String),
+    /// The agent's route names a gateway the pool does not have.
+    #[error("no gateway named {0:?}")]
+    UnknownGateway(String),
+    /// The bridge is shutting down and starts no new run (a retry still joins its run).
+    #[error("the bridge is shutting down and starts no new run")]
+    ShuttingDown,
 }
 
-/// Closed classification of [`GatewayError`], for metric labels and status mapping.
+/// Which side failed, for logs (pingora's `ErrorSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The gateway or the way to it: connection, TLS, credentials, its answers and deadlines.
+    Gateway,
+    /// The agent: its run failed, was too long or too slow.
+    Agent,
+    /// The bridge's own limits and state: breaker, bounds, configuration, shutdown.
+    Bridge,
+}
+
+impl Side {
+    /// Log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Agent => "agent",
+            Self::Bridge => "bridge",
+        }
+    }
+}
+
+/// Closed classification of [`Error`], for metric labels and status mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// Send-ack, run or queue timeout.
@@ -215,7 +249,7 @@ impl ErrorKind {
     }
 }
 
-impl GatewayError {
+impl Error {
     /// The closed classification.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -228,7 +262,8 @@ impl GatewayError {
             Self::RateLimited { .. } => ErrorKind::RateLimited,
             Self::AgentFailed { .. } => ErrorKind::AgentError,
             Self::Rejected(_) => ErrorKind::Rejected,
-            Self::Closed => ErrorKind::Closed,
+            Self::Closed | Self::ShuttingDown => ErrorKind::Closed,
+            Self::UnknownGateway(_) => ErrorKind::Config,
             Self::AccumulationCap => ErrorKind::AccumulationCap,
             Self::Ws(_) | Self::Protocol(_) => ErrorKind::WsError,
             Self::Config(_) => ErrorKind::Config,
@@ -244,8 +279,32 @@ impl GatewayError {
         }
     }
 
+    /// Which side failed.
+    pub fn side(&self) -> Side {
+        match self {
+            Self::RunTimeout { .. } | Self::AgentFailed { .. } | Self::AccumulationCap => {
+                Side::Agent
+            }
+            Self::QueueTimeout
+            | Self::CircuitOpen { .. }
+            | Self::Backpressure
+            | Self::SessionQueueFull
+            | Self::Closed
+            | Self::ShuttingDown
+            | Self::Config(_)
+            | Self::UnknownGateway(_) => Side::Bridge,
+            Self::SendAckTimeout(_)
+            | Self::Unavailable { .. }
+            | Self::RateLimited { .. }
+            | Self::Rejected(_)
+            | Self::Connect(_)
+            | Self::Ws(_)
+            | Self::Protocol(_) => Side::Gateway,
+        }
+    }
+
     /// True when the same request may succeed if tried again later (possibly after
-    /// [`GatewayError::retry_after`]).
+    /// [`Error::retry_after`]).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Rejected(shape) => shape.is_retryable(),
@@ -347,7 +406,7 @@ mod tests {
 
     #[test]
     fn kinds_retryability_and_breaker() {
-        let timeout = GatewayError::RunTimeout {
+        let timeout = Error::RunTimeout {
             stalled_mid_stream: true,
             deltas: 3,
         };
@@ -359,32 +418,32 @@ mod tests {
             details: Some(serde_json::json!({"reason": "chat-request-conflict"})),
             ..ErrorShape::new(ErrorCode::InvalidRequest, "already used")
         };
-        let e = GatewayError::from_shape(conflict);
+        let e = Error::from_shape(conflict);
         assert_eq!(e.kind(), ErrorKind::Rejected);
         assert!(!e.is_retryable() && !e.trips_breaker());
 
-        let e = GatewayError::from_shape(ErrorShape::unavailable("starting", "startup", 250));
+        let e = Error::from_shape(ErrorShape::unavailable("starting", "startup", 250));
         assert_eq!(e.retry_after(), Some(Duration::from_millis(250)));
         assert!(e.is_retryable() && e.trips_breaker());
 
-        let refusal = GatewayError::AgentFailed {
+        let refusal = Error::AgentFailed {
             message: None,
             kind: Some("refusal".into()),
         };
         assert!(!refusal.trips_breaker() && !refusal.is_retryable());
-        let provider = GatewayError::AgentFailed {
+        let provider = Error::AgentFailed {
             message: None,
             kind: Some("unknown".into()),
         };
         assert!(provider.trips_breaker());
 
         for e in [
-            GatewayError::Backpressure,
-            GatewayError::CircuitOpen {
+            Error::Backpressure,
+            Error::CircuitOpen {
                 retry_after: Duration::ZERO,
             },
-            GatewayError::AccumulationCap,
-            GatewayError::Closed,
+            Error::AccumulationCap,
+            Error::Closed,
         ] {
             assert!(!e.trips_breaker(), "{e}");
         }
@@ -393,7 +452,7 @@ mod tests {
             r#"{"code":"UNAVAILABLE","message":"rate limited (chat_send_session); retry after 1900 ms","retryable":true,"retryAfterMs":1900,"details":{"code":"RATE_LIMITED","limit":"chat_send_session"}}"#,
         )
         .unwrap();
-        let e = GatewayError::from_shape(limited);
+        let e = Error::from_shape(limited);
         assert_eq!(e.kind().as_str(), "rate_limited");
         assert!(e.is_retryable() && !e.trips_breaker());
         assert_eq!(e.retry_after(), Some(Duration::from_millis(1900)));
@@ -414,17 +473,17 @@ mod tests {
             matches!(&c, ConnectError::AuthRejected { code, .. } if code == "AUTH_TOKEN_MISMATCH")
         );
         assert!(c.is_fatal());
-        let e = GatewayError::from(c);
+        let e = Error::from(c);
         assert_eq!(e.kind(), ErrorKind::Auth);
         assert!(!e.is_retryable());
         let starting = ConnectError::from_shape(&ErrorShape::unavailable("starting", "s", 500));
         assert!(!starting.is_fatal());
         assert_eq!(
-            GatewayError::from(starting).retry_after(),
+            Error::from(starting).retry_after(),
             Some(Duration::from_millis(500))
         );
         assert_eq!(
-            GatewayError::Connect(ConnectError::PinMismatch).kind(),
+            Error::Connect(ConnectError::PinMismatch).kind(),
             ErrorKind::Tls
         );
     }
